@@ -1,0 +1,37 @@
+# Every target does its own set-up on a fresh machine: a venv, torch's CPU pin first (a bare `torch`
+# requirement would pull a multi-GB CUDA build), then the project with its extras.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.forgetd-installed
+INTEROP := tests/interop
+
+.PHONY: run test stubs bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[server,test]'
+	touch $@
+
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json
+	cd $(INTEROP) && npm install --no-audit --no-fund --silent
+	touch $@
+
+# The product's main job: the daemon. With no --store it trains the built-in demo model and serves it.
+run: $(STAMP)
+	$(VENV)/bin/forgetd serve
+
+# The whole test suite (unit, property, gRPC end to end, crash, the Node.js interop client, buf lint).
+test: $(STAMP) $(INTEROP)/node_modules/.installed
+	$(PY) -m pytest -q
+
+# Regenerate the committed Python stubs from protos/ (tests/test_stubs.py fails when they are stale).
+stubs: $(STAMP)
+	$(PY) protos/generate.py
+
+clean:
+	rm -rf $(VENV) $(INTEROP)/node_modules .pytest_cache .hypothesis
