@@ -14,9 +14,9 @@ import click
 # name -> "module:attribute"; each module owns its commands, this table only wires them in.
 _COMMANDS: dict[str, str] = {
     "ledger": "forgetd.ledger.cli:ledger",
-    "train": "forgetd.server.cli:train",
-    "serve": "forgetd.server.cli:serve",
-    "bench": "forgetd.server.cli:bench",
+    "train": "forgetd.server.train_cli:train",
+    "serve": "forgetd.server.serve_cli:serve",
+    "bench": "forgetd.server.bench_cli:bench",
     "predict": "forgetd.client.commands:predict",
     "forget": "forgetd.client.commands:forget",
     "status": "forgetd.client.commands:status",
