@@ -56,3 +56,22 @@ class AlreadyForgotten(_IdsError):
 
     def __init__(self, ids: Iterable[str]) -> None:
         super().__init__("sample id(s) already forgotten", ids)
+
+
+# Daemon errors: raised at the gRPC boundary and turned into status codes by server/service.py's table.
+
+
+class InvalidRequest(ForgetdError):
+    """A request field is malformed (shape, size, value or limit): the message names the field and the fix."""
+
+
+class RequestNotFound(ForgetdError):
+    """No Forget with this request_id is in the ledger."""
+
+
+class RequestIdConflict(ForgetdError):
+    """A request_id already names a Forget of other samples or with another strategy."""
+
+
+class NotServing(ForgetdError):
+    """The daemon is still loading its model or is shutting down; the caller may retry."""
