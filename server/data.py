@@ -319,7 +319,7 @@ def _load_csv(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, strict=True)
         try:
             header = next(reader)
         except StopIteration:
