@@ -1,0 +1,290 @@
+"""What the client returns: frozen dataclasses built from the forgetd.v1 messages, and the strategy names.
+
+Plain Python values only (tuples, ints, str, bytes), so a caller needs neither protobuf nor numpy to use
+an answer, and `to_jsonable` can print any of them for `--json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from forgetd.client.errors import InvalidStrategy
+from forgetd.v1 import common_pb2, inference_service_pb2, unlearning_service_pb2
+
+# Strategy names as the CLI and the client accept them, in the proto's order.
+STRATEGIES: tuple[str, ...] = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
+
+_STRATEGY_TO_PROTO: dict[str, int] = {name: common_pb2.Strategy.Value(f"STRATEGY_{name.upper()}") for name in STRATEGIES}
+_PROTO_TO_STRATEGY: dict[int, str] = {v: k for k, v in _STRATEGY_TO_PROTO.items()}
+
+
+def strategy_to_proto(name: str) -> int:
+    """The Strategy enum value for a name such as "hs" (case-insensitive); InvalidStrategy otherwise."""
+    try:
+        return _STRATEGY_TO_PROTO[name.lower()]
+    except (KeyError, AttributeError):
+        raise InvalidStrategy(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}") from None
+
+
+def strategy_name(value: int) -> str:
+    """The name of a Strategy enum value; "unspecified" for 0 (not set, e.g. while pending)."""
+    return _PROTO_TO_STRATEGY.get(value, "unspecified")
+
+
+def guarantee_name(value: int) -> str:
+    """"exact", "approximate", or "unspecified" while a request is not applied."""
+    return {common_pb2.GUARANTEE_EXACT: "exact", common_pb2.GUARANTEE_APPROXIMATE: "approximate"}.get(
+        value, "unspecified"
+    )
+
+
+class ForgetStatus(str, enum.Enum):
+    """Where a forget request stands: durable but not applied yet, or applied (a new version is live)."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+
+    @classmethod
+    def from_proto(cls, value: int) -> ForgetStatus:
+        # The server answers only PENDING or APPLIED; UNSPECIFIED would be a server bug, read as pending
+        # because nothing proves the forget was applied.
+        return cls.APPLIED if value == unlearning_service_pb2.FORGET_STATUS_APPLIED else cls.PENDING
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The model's answer for a batch: one probability row and one label per input row."""
+
+    probabilities: tuple[tuple[float, ...], ...]  # (rows, classes), each row sums to 1
+    labels: tuple[int, ...]  # (rows,), the most probable class, ties to the lower index
+    model_version: int  # the one version that answered the whole batch
+    model_digest: str  # hex SHA-256 of that version's parameters
+
+    @classmethod
+    def from_proto(cls, msg: inference_service_pb2.PredictResponse) -> Prediction:
+        flat, k = list(msg.probabilities), msg.classes
+        rows = tuple(tuple(flat[i * k : (i + 1) * k]) for i in range(msg.rows))
+        return cls(rows, tuple(msg.labels), msg.model_version, msg.model_digest)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The training configuration, fixed at training time and recorded in the ledger's genesis."""
+
+    shards: int
+    slices: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    hidden_sizes: tuple[int, ...]
+    budget_samples: int
+    seed: int
+    default_strategy: str  # what "auto" resolves to: "hs" or "ohs"
+    aggregation: str  # "mean" or "vote"
+
+    @classmethod
+    def from_proto(cls, msg: inference_service_pb2.ModelConfig) -> ModelConfig:
+        return cls(
+            msg.shards, msg.slices, msg.epochs, msg.batch_size, msg.learning_rate, tuple(msg.hidden_sizes),
+            msg.budget_samples, msg.seed, strategy_name(msg.default_strategy), msg.aggregation,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """The live model version as GetModel describes it."""
+
+    version: int  # 0 after training, +1 per applied forget batch
+    digest: str
+    shard_digests: tuple[str, ...]
+    config: ModelConfig
+    threshold_m: int  # trailing slices that form the retrain region
+    training_accuracy: float  # fraction in [0, 1]
+    forgotten_count: int
+    num_features: int
+    num_classes: int
+    device: str  # e.g. "cpu" or "cuda:0"
+    head_public_key: str  # hex Ed25519 key that signs ledger heads
+    ledger_seq: int  # the ledger entry that published this version
+
+    @classmethod
+    def from_proto(cls, msg: inference_service_pb2.GetModelResponse) -> ModelInfo:
+        return cls(
+            msg.version, msg.digest, tuple(msg.shard_digests), ModelConfig.from_proto(msg.config),
+            msg.threshold_m, msg.training_accuracy, msg.forgotten_count, msg.num_features, msg.num_classes,
+            msg.device, msg.head_public_key, msg.ledger_seq,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerHead:
+    """A (signed) head of the deletion ledger."""
+
+    size: int
+    chain_hash: bytes
+    merkle_root: bytes
+    signature: bytes  # empty if unsigned
+    public_key: bytes  # empty if unsigned
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.LedgerHead) -> LedgerHead:
+        return cls(msg.size, msg.chain_hash, msg.merkle_root, msg.signature, msg.public_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class InclusionProof:
+    """RFC 9162 inclusion proof of entry `seq` in a tree of `tree_size` entries."""
+
+    seq: int
+    tree_size: int
+    hashes: tuple[bytes, ...]
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.InclusionProof) -> InclusionProof:
+        return cls(msg.seq, msg.tree_size, tuple(msg.hashes))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsistencyProof:
+    """RFC 9162 proof that a tree of `old_size` entries is a prefix of one of `new_size`."""
+
+    old_size: int
+    new_size: int
+    hashes: tuple[bytes, ...]
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.ConsistencyProof) -> ConsistencyProof:
+        return cls(msg.old_size, msg.new_size, tuple(msg.hashes))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadProofs:
+    """GetLedgerHead's answer: the current head and the proofs asked for."""
+
+    head: LedgerHead
+    consistency: ConsistencyProof | None  # None when no consistency_from was asked for
+    inclusions: tuple[InclusionProof, ...]  # in the order of the seqs asked for
+
+    @classmethod
+    def from_proto(cls, msg: unlearning_service_pb2.GetLedgerHeadResponse) -> HeadProofs:
+        consistency = ConsistencyProof.from_proto(msg.consistency) if msg.HasField("consistency") else None
+        return cls(LedgerHead.from_proto(msg.head), consistency, tuple(map(InclusionProof.from_proto, msg.inclusions)))
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntry:
+    """One ledger entry exactly as stored (the envelope bytes are what was hashed)."""
+
+    seq: int
+    event_id: str
+    type: str  # "genesis", "forget.requested", "forget.applied", ...
+    schema_version: int
+    recorded_at: str  # RFC 3339 UTC
+    envelope: bytes  # RFC 8785 canonical JSON
+    leaf_hash: bytes
+    chain_hash: bytes
+
+    @classmethod
+    def from_proto(cls, msg: unlearning_service_pb2.LedgerEntry) -> LedgerEntry:
+        return cls(
+            msg.seq, msg.event_id, msg.type, msg.schema_version, msg.recorded_at, msg.envelope,
+            msg.leaf_hash, msg.chain_hash,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutcome:
+    """What happened to one requested sample."""
+
+    sample_id: str
+    subject_ref: str  # hex HMAC of the id: the only form the ledger holds
+    shard: int
+    slice: int  # 1-based
+    strategy: str  # the strategy actually applied; "unspecified" while pending
+    guarantee: str  # "exact", "approximate", "unspecified" while pending
+    applied_seq: int  # the forget.applied entry that removed it (maybe an earlier request's); 0 while pending
+
+    @classmethod
+    def from_proto(cls, msg: unlearning_service_pb2.SampleOutcome) -> SampleOutcome:
+        return cls(
+            msg.sample_id, msg.subject_ref, msg.shard, msg.slice, strategy_name(msg.strategy),
+            guarantee_name(msg.guarantee), msg.applied_seq,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetResult:
+    """The applied forget batch that carried a request."""
+
+    model_version: int
+    model_digest: str
+    shard_digests: tuple[str, ...]
+    strategy: str  # resolved, never "auto"
+    guarantee: str  # "exact" only if every sample's is
+    residue_steps: int
+    samples_read: int
+    apply_micros: int
+
+    @classmethod
+    def from_proto(cls, msg: unlearning_service_pb2.ForgetResult) -> ForgetResult:
+        return cls(
+            msg.model_version, msg.model_digest, tuple(msg.shard_digests), strategy_name(msg.strategy),
+            guarantee_name(msg.guarantee), msg.residue_steps, msg.samples_read, msg.apply_micros,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Receipt:
+    """A forget request's state and its proof: what Forget answers and GetForgetRequest brings up to date.
+
+    Keep it: `requested_seq`/`requested_leaf_hash` and `head` let an auditor show later that the ledger
+    still holds the request (`forgetd verify`).
+    """
+
+    request_id: str
+    status: ForgetStatus
+    requested_seq: int
+    requested_leaf_hash: bytes
+    applied_seq: int  # 0 while pending
+    applied_leaf_hash: bytes  # empty while pending
+    head: LedgerHead | None
+    requested_proof: InclusionProof | None
+    applied_proof: InclusionProof | None  # None while pending
+    result: ForgetResult | None  # None while pending
+    samples: tuple[SampleOutcome, ...]  # in request order
+
+    @property
+    def applied(self) -> bool:
+        return self.status is ForgetStatus.APPLIED
+
+    @classmethod
+    def from_proto(cls, msg: unlearning_service_pb2.ForgetResponse) -> Receipt:
+        r = msg.receipt
+        return cls(
+            request_id=msg.request_id or r.request_id,
+            status=ForgetStatus.from_proto(msg.status),
+            requested_seq=r.requested_seq,
+            requested_leaf_hash=r.requested_leaf_hash,
+            applied_seq=r.applied_seq,
+            applied_leaf_hash=r.applied_leaf_hash,
+            head=LedgerHead.from_proto(r.head) if r.HasField("head") else None,
+            requested_proof=InclusionProof.from_proto(r.requested_proof) if r.HasField("requested_proof") else None,
+            applied_proof=InclusionProof.from_proto(r.applied_proof) if r.HasField("applied_proof") else None,
+            result=ForgetResult.from_proto(msg.result) if msg.HasField("result") else None,
+            samples=tuple(map(SampleOutcome.from_proto, msg.samples)),
+        )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Any of the dataclasses above as JSON-ready values: bytes become hex, enums their value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (tuple, list)):
+        return [to_jsonable(v) for v in value]
+    return value
