@@ -1,0 +1,185 @@
+"""`forgetd predict | forget | status | model`: each opens a Client, makes one call and prints the answer.
+
+Output is for people by default and JSON with `--json` (`--output json` for predict, whose `--json` takes
+the input rows). A failed call is one `Error: CODE: message` line on stderr with exit code 1; a bad
+command line is click's usage error, exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from forgetd.client.client import Client, TlsConfig
+from forgetd.client.errors import ForgetdClientError
+from forgetd.client.types import STRATEGIES, ModelInfo, Prediction, Receipt, to_jsonable
+
+DEFAULT_SERVER = "127.0.0.1:50051"  # where `forgetd serve` listens by default
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def connection_options(command: _F) -> _F:
+    """--server, --token-file and the TLS flags, shared by every command that talks to a daemon."""
+    options = [
+        click.option("--server", metavar="ADDR", default=DEFAULT_SERVER, show_default=True,
+                     envvar="FORGETD_SERVER", help="The daemon's host:port (env FORGETD_SERVER)."),
+        click.option("--token-file", type=_PEM, help="File holding the bearer token that Forget needs."),
+        click.option("--tls-ca", type=_PEM, help="PEM CA certificate that signs the server's; turns TLS on."),
+        click.option("--tls-cert", type=_PEM, help="PEM client certificate for mTLS (with --tls-key)."),
+        click.option("--tls-key", type=_PEM, help="PEM private key of --tls-cert."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                     help="Seconds to wait for the answer."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _client(server: str, token_file: Path | None, tls_ca: Path | None, tls_cert: Path | None,
+            tls_key: Path | None, timeout: float) -> Client:  # fmt: skip
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both for mTLS, or neither")
+    tls = TlsConfig.from_files(tls_ca, tls_cert, tls_key) if tls_ca or tls_cert else None
+    token = token_file.read_text().strip() if token_file else None
+    return Client(server, token=token, tls=tls, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _reported(client: Client) -> Iterator[Client]:
+    """Closes the client; a failed call becomes click's one-line `Error: ...` and exit code 1."""
+    try:
+        with client:
+            yield client
+    except ForgetdClientError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _json(value: Any) -> str:
+    return json.dumps(to_jsonable(value), indent=2, sort_keys=True)
+
+
+def _read_csv(stream: TextIO) -> list[list[float]]:
+    rows: list[list[float]] = []
+    for line_no, cells in enumerate(csv.reader(stream), start=1):
+        if not cells:
+            continue
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError as exc:
+            if line_no == 1:  # a first line that is not all numbers is a header
+                continue
+            raise click.ClickException(f"{stream.name} line {line_no}: {exc}") from exc
+    return rows
+
+
+def _parse_json_rows(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from exc
+
+
+@click.command()
+@connection_options
+@click.option("--csv", "csv_file", type=click.File("r"), help="CSV file of feature rows ('-' for stdin).")
+@click.option("--json", "json_rows", metavar="ROWS", callback=_parse_json_rows,
+              help='Rows as a JSON list of lists, e.g. "[[0.1, 2.0], [1.5, 0.3]]".')  # fmt: skip
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="How to print the answer.")  # fmt: skip
+def predict(csv_file: TextIO | None, json_rows: Any, output: str, **conn: Any) -> None:
+    """Class probabilities and labels for feature rows, from the live model."""
+    if (csv_file is None) == (json_rows is None):
+        raise click.UsageError("give the rows with exactly one of --csv F or --json ROWS")
+    rows = _read_csv(csv_file) if csv_file is not None else json_rows
+    with _reported(_client(**conn)) as client:
+        prediction = client.predict(rows)
+    click.echo(_json(prediction) if output == "json" else _format_prediction(prediction))
+
+
+@click.command()
+@connection_options
+@click.argument("ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
+              help="How to forget: auto is the server's default (hs or ohs).")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until applied, or return once the request is durable in the ledger.")  # fmt: skip
+@click.option("--request-id", help="Idempotency key: repeating it returns the first answer. Default: a new UUID4.")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+def forget(ids: tuple[str, ...], strategy: str, wait: bool, request_id: str | None, as_json: bool,
+           **conn: Any) -> None:  # fmt: skip
+    """Forget training samples by id; prints the receipt (keep it to audit the forget later)."""
+    with _reported(_client(**conn)) as client:
+        receipt = client.forget(list(ids), strategy=strategy, wait=wait, request_id=request_id)
+    click.echo(_json(receipt) if as_json else _format_receipt(receipt))
+
+
+@click.command()
+@connection_options
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+def status(request_id: str, as_json: bool, **conn: Any) -> None:
+    """Where an earlier forget stands (pending or applied), by its request id."""
+    with _reported(_client(**conn)) as client:
+        receipt = client.forget_status(request_id)
+    click.echo(_json(receipt) if as_json else _format_receipt(receipt))
+
+
+@click.command()
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def model(as_json: bool, **conn: Any) -> None:
+    """The live model: version, digest, configuration and how much it has forgotten."""
+    with _reported(_client(**conn)) as client:
+        info = client.model()
+    click.echo(_json(info) if as_json else _format_model(info))
+
+
+# -- human-readable output -------------------------------------------------------------------------------
+
+
+def _format_prediction(p: Prediction) -> str:
+    lines = [f"model version {p.model_version} (digest {p.model_digest})", "row\tlabel\tprobabilities"]
+    for i, (label, probs) in enumerate(zip(p.labels, p.probabilities)):
+        lines.append(f"{i}\t{label}\t" + " ".join(f"{q:.4f}" for q in probs))
+    return "\n".join(lines)
+
+
+def _format_receipt(r: Receipt) -> str:
+    if r.result is None:
+        head = f"request {r.request_id} pending: durable at ledger seq {r.requested_seq}"
+    else:
+        head = (
+            f"request {r.request_id} applied: model version {r.result.model_version}, strategy "
+            f"{r.result.strategy} ({r.result.guarantee}), ledger seq {r.requested_seq} -> {r.applied_seq}"
+        )
+    samples = [
+        f"  {s.sample_id}: shard {s.shard} slice {s.slice}"
+        + (f", {s.strategy} ({s.guarantee}), forgotten at seq {s.applied_seq}" if s.applied_seq else "")
+        for s in r.samples
+    ]
+    return "\n".join([head, *samples])
+
+
+def _format_model(m: ModelInfo) -> str:
+    c = m.config
+    rows = [
+        ("version", f"{m.version} (ledger seq {m.ledger_seq})"),
+        ("digest", m.digest),
+        ("forgotten", f"{m.forgotten_count} samples"),
+        ("shape", f"{m.num_features} features -> {m.num_classes} classes, hidden {list(c.hidden_sizes)}"),
+        ("sharding", f"{c.shards} shards x {c.slices} slices, threshold m {m.threshold_m}"),
+        ("strategy", f"auto = {c.default_strategy}"),
+        ("accuracy", f"{m.training_accuracy:.4f} at training time"),
+        ("device", m.device),
+    ]
+    return "\n".join(f"{name:<10}{value}" for name, value in rows)
