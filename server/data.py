@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Dataset", "load_dataset", "split_is_test", "KINDS"]
+__all__ = ["Dataset", "load_dataset", "split_is_test", "hash_rows", "KINDS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +105,7 @@ class Dataset:
         h = hashlib.sha256(b"forgetd.dataset.v1\0")
         h.update(struct.pack(">QQ", self.num_classes, self.num_features))
         for ids, X, y in ((self.train_ids, self.X_train, self.y_train), (self.test_ids, self.X_test, self.y_test)):
-            _hash_rows(h, ids, X, y)
+            hash_rows(h, ids, X, y)
         return h.hexdigest()
 
     def subset(self, n_train: int, n_test: int | None = None) -> Dataset:
@@ -134,7 +134,9 @@ def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def _hash_rows(h: Any, ids: Sequence[str], X: np.ndarray, y: np.ndarray) -> None:
+def hash_rows(h: Any, ids: Sequence[str], X: np.ndarray, y: np.ndarray) -> None:
+    """Feed rows into hashlib object `h`: the row count (u64 BE), each id as its UTF-8 length (u32 BE) and
+    bytes, X as little-endian float32 row-major, y as little-endian int64 (the encoding `digest` documents)."""
     h.update(struct.pack(">Q", len(ids)))
     for sid in ids:
         b = sid.encode("utf-8")
