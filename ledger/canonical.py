@@ -1,0 +1,190 @@
+"""Canonical bytes for ledger envelopes: RFC 8785 (JCS) over a restricted JSON domain.
+
+The domain is what survives a round trip through any JSON implementation unchanged: objects with string
+keys, arrays, strings (NFC-normalised, valid UTF-8), integers in [-(2^53-1), 2^53-1], true, false, null.
+Floats (NaN and infinities included) are refused: their canonical form depends on float formatting that
+other verifiers may not reproduce bit for bit, and ledger events have no need for them.
+
+Writing goes through the `rfc8785` package. Verification has to re-canonicalise 100k envelopes a second, so
+`check_canonical` takes a fast path for ASCII envelopes: the standard library's C encoder with sorted keys
+and compact separators produces exactly the RFC 8785 bytes for this domain (same escapes, same integer
+form; key order differs from UTF-16 order only for non-ASCII keys). Anything non-ASCII is checked with
+`rfc8785` itself, plus an NFC check of every string. tests/test_ledger_canonical.py pins the equivalence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+from .errors import InvalidPayload
+
+SCHEMA_VERSION = 1
+MAX_SAFE_INT = 2**53 - 1
+ENVELOPE_KEYS = frozenset({"v", "seq", "event_id", "type", "recorded_at", "payload"})
+
+JSONValue = Any  # dict[str, JSONValue] | list[JSONValue] | str | int | bool | None
+
+
+class NonCanonical(ValueError):
+    """Stored envelope bytes are not the canonical form of the JSON they contain."""
+
+
+def normalize(value: object, where: str = "payload") -> JSONValue:
+    """Return `value` as plain JSON types with every string NFC-normalised; raise InvalidPayload otherwise.
+
+    `where` names the location in error messages (payload["a"][3]), so a caller sees which field to fix.
+    """
+    try:
+        return _normalize(value, where)
+    except RecursionError:
+        raise InvalidPayload(f"{where} is nested too deeply to canonicalise") from None
+
+
+def _normalize(value: object, where: str) -> JSONValue:
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str):
+        return _nfc(value, where)
+    if isinstance(value, numbers.Integral):  # int, IntEnum, numpy integers
+        n = int(value)
+        if not -MAX_SAFE_INT <= n <= MAX_SAFE_INT:
+            raise InvalidPayload(
+                f"{where} = {n} is outside the safe integer range +-(2^53-1); store it as a string"
+            )
+        return n
+    if isinstance(value, float):
+        shown = "NaN" if math.isnan(value) else repr(value)
+        raise InvalidPayload(
+            f"{where} = {shown} is a float; ledger payloads allow no floats "
+            "(use an integer in fixed units, or a string)"
+        )
+    if isinstance(value, Mapping):
+        out: dict[str, JSONValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidPayload(f"{where} has a non-string key {key!r}; JSON object keys must be strings")
+            nkey = _nfc(key, f"{where} key {key!r}")
+            if nkey in out:
+                raise InvalidPayload(f"{where} has two keys equal to {nkey!r} after NFC normalisation")
+            out[nkey] = _normalize(item, f"{where}[{nkey!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_normalize(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise InvalidPayload(
+        f"{where} has unsupported type {type(value).__name__}; "
+        "use dict, list, str, int, bool or None"
+    )
+
+
+def _nfc(text: str, where: str) -> str:
+    out = unicodedata.normalize("NFC", text)
+    if type(out) is not str:
+        out = str.__str__(out)
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"{where} contains a lone surrogate; strings must be valid Unicode") from None
+    return out
+
+
+def canonical_bytes(value: JSONValue) -> bytes:
+    """RFC 8785 bytes of an already-normalised value."""
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:  # normalize() should have caught it; say so clearly
+        raise InvalidPayload(f"cannot canonicalise: {exc}") from exc
+
+
+def envelope_bytes(
+    *, seq: int, event_id: str, event_type: str, recorded_at: str, payload: JSONValue, v: int = SCHEMA_VERSION
+) -> bytes:
+    """The stored envelope {v, seq, event_id, type, recorded_at, payload} as canonical bytes."""
+    return canonical_bytes(
+        {"v": v, "seq": seq, "event_id": event_id, "type": event_type, "recorded_at": recorded_at, "payload": payload}
+    )
+
+
+# --- reading and verification ------------------------------------------------------------------------------
+
+
+def _reject_float(literal: str) -> Any:
+    raise NonCanonical(f"contains a float ({literal}); ledger envelopes allow no floats")
+
+
+def _reject_constant(literal: str) -> Any:
+    raise NonCanonical(f"contains {literal}, which is not JSON")
+
+
+def _safe_int(literal: str) -> int:
+    n = int(literal)
+    if -MAX_SAFE_INT <= n <= MAX_SAFE_INT:
+        return n
+    raise NonCanonical(f"integer {literal} is outside +-(2^53-1)")
+
+
+# A strict decoder: floats, NaN/Infinity and unsafe integers fail while parsing, in C except for the hooks.
+_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant, parse_int=_safe_int)
+raw_decode = _DECODER.raw_decode
+# The standard library's encoder configured to match RFC 8785 on ASCII input (see the module docstring).
+fast_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False
+).encode
+
+
+def check_canonical(data: bytes) -> dict[str, JSONValue]:
+    """Parse stored envelope bytes and return the object; raise NonCanonical unless they are canonical.
+
+    Canonical means: valid UTF-8, a JSON object, no floats, safe integers, NFC strings, and re-canonicalising
+    the parsed value gives back exactly `data`.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NonCanonical(f"is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        obj, end = raw_decode(text)
+    except json.JSONDecodeError as exc:
+        raise NonCanonical(f"is not JSON ({exc.msg} at char {exc.pos})") from None
+    except RecursionError:
+        raise NonCanonical("is nested too deeply") from None
+    if end != len(text):
+        raise NonCanonical(f"has trailing bytes after the JSON value (at char {end})")
+    if data.isascii():
+        try:
+            again = fast_encode(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            raise NonCanonical("contains a lone surrogate") from None
+    else:
+        _check_nfc(obj)
+        try:
+            again = rfc8785.dumps(obj)
+        except rfc8785.CanonicalizationError as exc:
+            raise NonCanonical(f"cannot be canonicalised ({exc})") from None
+    if again != data:
+        raise NonCanonical(f"differs from its canonical form {_first_difference(data, again)}")
+    return obj  # type: ignore[no-any-return]
+
+
+def _check_nfc(value: JSONValue) -> None:
+    if isinstance(value, str):
+        if not unicodedata.is_normalized("NFC", value):
+            raise NonCanonical(f"contains a string that is not NFC-normalised: {value!r}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_nfc(key)
+            _check_nfc(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_nfc(item)
+
+
+def _first_difference(stored: bytes, canonical: bytes) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(stored, canonical)) if a != b), min(len(stored), len(canonical)))
+    return f"at byte {i}: stored {stored[i:i + 24]!r}, canonical {canonical[i:i + 24]!r}"

@@ -1,0 +1,411 @@
+"""The Ledger: an append-only, hash-chained SQLite table written through sqlite-utils.
+
+Durability: WAL, synchronous=FULL on every connection, each append (or batch) in one BEGIN IMMEDIATE
+transaction, so an append returns only once its commit is on disk. Several processes may append at once:
+BEGIN IMMEDIATE serialises writers (with a busy timeout), and each writer reads the last chain hash inside
+its own transaction. Readers never block the writer (WAL).
+
+Each process keeps the leaf hashes it has seen in an in-memory Merkle tree (ledger.merkle.MerkleTree) and
+tops it up from the table when another process has appended, so head() and proofs cost O(log^2 n), not a
+scan. The tree trusts the stored leaf_hash column; `verify_ledger` is what recomputes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlite_utils
+
+from .canonical import SCHEMA_VERSION, canonical_bytes, envelope_bytes, normalize
+from .errors import (
+    ChainBroken,
+    EntryNotFound,
+    IdempotencyConflict,
+    InvalidEventId,
+    InvalidEventType,
+    InvalidPayload,
+    LedgerError,
+    LedgerNotFound,
+    NotALedger,
+    ProofError,
+    ReadOnlyLedger,
+)
+from .merkle import ZERO_CHAIN, MerkleTree, hash_chain, hash_leaf
+from .model import Entry, Head
+from .proofs import ConsistencyProof, InclusionProof
+
+APPLICATION_ID = 0x46474C44  # "FGLD" in the SQLite header: marks the file as a forgetd ledger
+FILE_FORMAT = 1  # PRAGMA user_version
+TABLE = "entries"
+COLUMNS = ("seq", "event_id", "type", "v", "recorded_at", "envelope", "leaf_hash", "chain_hash")
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+
+# The exact DDL; verify_ledger compares the stored schema against these strings.
+TABLE_SQL = f"""CREATE TABLE {TABLE} (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    v INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    chain_hash BLOB NOT NULL
+) STRICT"""
+TRIGGERS_SQL = {
+    "entries_no_update": f"""CREATE TRIGGER entries_no_update BEFORE UPDATE ON {TABLE}
+BEGIN
+    SELECT RAISE(ABORT, 'forgetd ledger is append-only: UPDATE refused');
+END""",
+    "entries_no_delete": f"""CREATE TRIGGER entries_no_delete BEFORE DELETE ON {TABLE}
+BEGIN
+    SELECT RAISE(ABORT, 'forgetd ledger is append-only: DELETE refused');
+END""",
+}
+
+MAX_NAME_LENGTH = 256
+_READ_CHUNK = 1000
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a Z: 2025-01-02T03:04:05.000006Z."""
+    if moment.tzinfo is None:
+        raise ValueError("recorded_at needs a timezone-aware datetime")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = 60.0) -> sqlite3.Connection:
+    """A connection with the ledger's settings: autocommit (explicit transactions), WAL, synchronous=FULL."""
+    if readonly:
+        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def _check_name(value: object, what: str, error: type[LedgerError]) -> str:
+    if not isinstance(value, str):
+        raise error(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    text = normalize(value, what)
+    if not text or len(text) > MAX_NAME_LENGTH:
+        raise error(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(text)}")
+    return text  # type: ignore[no-any-return]
+
+
+def _prepare(event_type: object, payload: object, event_id: object) -> tuple[str, str, Any, bytes]:
+    """Validate and normalise one append's arguments before any transaction starts (bad input writes nothing)."""
+    etype = _check_name(event_type, "event type", InvalidEventType)
+    eid = str(uuid.uuid4()) if event_id is None else _check_name(event_id, "event id", InvalidEventId)
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"payload must be a dict (a JSON object), got {type(payload).__name__}")
+    body = normalize(payload, "payload")
+    return etype, eid, body, canonical_bytes(body)
+
+
+class Ledger:
+    """An append-only, hash-chained event ledger in one SQLite file.
+
+    >>> with Ledger("ledger.db") as ledger:
+    ...     entry = ledger.append("forget.requested", {"subjects": ["9f2c..."]}, event_id="req-1")
+    ...     head = ledger.head()
+
+    Thread-safe (one connection behind a lock); several processes may append to the same file at once.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        clock: Clock | None = None,
+        busy_timeout: float = 60.0,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._clock = clock or utc_now
+        if readonly and not self.path.exists():
+            raise LedgerNotFound(f"no ledger at {self.path}")
+        try:
+            self.db = sqlite_utils.Database(connect(self.path, readonly=readonly, busy_timeout=busy_timeout))
+        except sqlite3.DatabaseError as exc:
+            raise NotALedger(f"{self.path} cannot be opened as SQLite: {exc}") from exc
+        self._conn = self.db.conn
+        self._lock = threading.RLock()
+        self._tree = MerkleTree()
+        try:
+            self._open_schema()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise NotALedger(f"{self.path} is not a forgetd ledger: {exc}") from exc
+        except LedgerError:
+            self.close()
+            raise
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def _open_schema(self) -> None:
+        if self.readonly:
+            self._check_identity()
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+            if app_id == 0:
+                others = [t for t in self.db.table_names() if not t.startswith("sqlite_")]
+                if others:
+                    raise NotALedger(f"{self.path} is a SQLite file with other tables ({', '.join(others)})")
+                self._conn.execute(TABLE_SQL)
+                for sql in TRIGGERS_SQL.values():
+                    self._conn.execute(sql)
+                self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._conn.execute(f"PRAGMA user_version = {FILE_FORMAT}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise NotALedger(f"{self.path} is not a forgetd ledger (application_id {app_id:#x})")
+        if version > FILE_FORMAT:
+            raise NotALedger(f"{self.path} has ledger format {version}; this forgetd reads up to {FILE_FORMAT}")
+        if not self.db[TABLE].exists():
+            raise NotALedger(f"{self.path} has no {TABLE} table")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
+
+    # --- appending ------------------------------------------------------------------------------------
+
+    def append(self, event_type: str, payload: dict[str, Any], *, event_id: str | None = None) -> Entry:
+        """Append one event durably and return its Entry.
+
+        `event_id` is the idempotency key (a fresh UUID when omitted): appending an id already recorded with
+        the same type and payload returns the recorded entry; with a different one it raises
+        IdempotencyConflict. Floats, NaN, unsafe integers or a non-string type raise before anything is written.
+        """
+        return self.append_many([(event_type, payload, event_id)])[0]
+
+    def append_many(
+        self, events: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], str | None]]
+    ) -> list[Entry]:
+        """Append several events in one transaction (one fsync); all or nothing. Each item is
+        (event_type, payload) or (event_type, payload, event_id); the Entries come back in order."""
+        if self.readonly:
+            raise ReadOnlyLedger(f"{self.path} was opened read-only")
+        prepared = []
+        for i, item in enumerate(events):
+            if not isinstance(item, tuple) or len(item) not in (2, 3):
+                raise InvalidPayload(f"event {i} must be (event_type, payload) or (event_type, payload, event_id)")
+            prepared.append(_prepare(item[0], item[1], item[2] if len(item) == 3 else None))
+        if not prepared:
+            return []
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                last = conn.execute(f"SELECT seq, chain_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+                start, chain = (last[0], last[1]) if last else (0, ZERO_CHAIN)
+                in_sync = self._tree.size == start
+                seq = start
+                out: list[Entry] = []
+                rows: list[tuple[Any, ...]] = []
+                batch_ids: dict[str, Entry] = {}
+                for etype, eid, body, body_bytes in prepared:
+                    existing = batch_ids.get(eid) or self._find_event(eid)
+                    if existing is not None:
+                        self._check_same(existing, etype, body_bytes)
+                        out.append(existing)
+                        continue
+                    seq += 1
+                    recorded_at = format_time(self._clock())
+                    envelope = envelope_bytes(
+                        seq=seq, event_id=eid, event_type=etype, recorded_at=recorded_at, payload=body
+                    )
+                    leaf = hash_leaf(envelope)
+                    chain = hash_chain(seq, chain, leaf)
+                    entry = Entry(seq, eid, etype, SCHEMA_VERSION, recorded_at, body, envelope, leaf, chain)
+                    rows.append((seq, eid, etype, SCHEMA_VERSION, recorded_at, envelope, leaf, chain))
+                    batch_ids[eid] = entry
+                    out.append(entry)
+                if rows:
+                    conn.executemany(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if in_sync:
+                self._tree.extend(row[6] for row in rows)
+            return out
+
+    def _find_event(self, event_id: str) -> Entry | None:
+        row = self._conn.execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else _entry(row)
+
+    @staticmethod
+    def _check_same(existing: Entry, event_type: str, body_bytes: bytes) -> None:
+        if existing.type != event_type:
+            raise IdempotencyConflict(existing.event_id, existing.seq, f"type {existing.type!r}, not {event_type!r}")
+        if canonical_bytes(existing.payload) != body_bytes:
+            raise IdempotencyConflict(existing.event_id, existing.seq, "a different payload")
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def size(self) -> int:
+        """The number of entries (the last seq)."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT max(seq) FROM {TABLE}").fetchone()
+            return int(row[0] or 0)
+
+    def entry(self, seq: int) -> Entry:
+        """The entry at `seq` (1-based); EntryNotFound if there is none."""
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise EntryNotFound(f"seq must be an integer, got {type(seq).__name__} {seq!r}")
+        with self._lock:
+            row = self._conn.execute(f"{_SELECT} WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise EntryNotFound(f"no entry at seq {seq} (the ledger has {self.size} entries; seqs start at 1)")
+        return _entry(row)
+
+    def entry_by_event_id(self, event_id: str) -> Entry:
+        """The entry recorded under `event_id`; EntryNotFound if there is none."""
+        with self._lock:
+            found = self._find_event(event_id)
+        if found is None:
+            raise EntryNotFound(f"no entry has event id {event_id!r}")
+        return found
+
+    def entries(self, start: int = 1, stop: int | None = None) -> Iterator[Entry]:
+        """Entries with start <= seq < stop (stop None: to the end), in order, read in chunks."""
+        seq = max(int(start), 1)
+        while stop is None or seq < stop:
+            limit = _READ_CHUNK if stop is None else min(_READ_CHUNK, stop - seq)
+            with self._lock:
+                rows = self._conn.execute(
+                    f"{_SELECT} WHERE seq >= ? ORDER BY seq LIMIT ?", (seq, limit)
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _entry(row)
+            seq = rows[-1][0] + 1
+
+    # --- heads and proofs -----------------------------------------------------------------------------
+
+    def head(self, size: int | None = None) -> Head:
+        """The current head, or the head after the first `size` entries."""
+        with self._lock, self._read():
+            current, chain = self._sync()
+            if size is None or size == current:
+                return Head(current, chain, self._tree.root(current))
+            if not 0 <= size <= current:
+                raise ProofError(f"head size {size} is not within 0..{current} (the ledger's size)")
+            if size == 0:
+                return Head.empty()
+            row = self._conn.execute(f"SELECT chain_hash FROM {TABLE} WHERE seq = ?", (size,)).fetchone()
+            return Head(size, row[0], self._tree.root(size))
+
+    def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
+        """The audit path for entry `seq` in the ledger of `size` entries (default: the current size)."""
+        with self._lock, self._read():
+            current, _ = self._sync()
+            if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= current:
+                raise EntryNotFound(f"no entry at seq {seq!r} (the ledger has {current} entries; seqs start at 1)")
+            size = current if size is None else size
+            if not seq <= size <= current:
+                raise ProofError(f"proof size {size} must be within {seq}..{current} (seq..ledger size)")
+            hashes = self._tree.inclusion_proof(seq - 1, size)
+            return InclusionProof(seq, size, self._tree.leaf(seq - 1), tuple(hashes))
+
+    def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """The proof that the ledger at `old_size` is a prefix of the ledger at `new_size` (default: now)."""
+        with self._lock, self._read():
+            current, _ = self._sync()
+            new_size = current if new_size is None else new_size
+            if not 0 <= new_size <= current:
+                raise ProofError(f"new size {new_size} is not within 0..{current} (the ledger's size)")
+            if not 0 <= old_size <= new_size:
+                raise ProofError(f"old size {old_size} is not within 0..{new_size} (the new size)")
+            return ConsistencyProof(old_size, new_size, tuple(self._tree.consistency_proof(old_size, new_size)))
+
+    def _read(self) -> _ReadTransaction:
+        return _ReadTransaction(self._conn)
+
+    def _sync(self) -> tuple[int, bytes]:
+        """Bring the in-memory tree up to the table's last seq; return (size, last chain hash)."""
+        last = self._conn.execute(f"SELECT seq, chain_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        size, chain = (last[0], last[1]) if last else (0, ZERO_CHAIN)
+        have = self._tree.size
+        if size < have:
+            raise ChainBroken(f"the ledger shrank from {have} to {size} entries while open", seq=size + 1)
+        if size > have:
+            rows = self._conn.execute(
+                f"SELECT seq, leaf_hash FROM {TABLE} WHERE seq > ? AND seq <= ? ORDER BY seq", (have, size)
+            ).fetchall()
+            for expected, (seq, leaf) in enumerate(rows, start=have + 1):
+                if seq != expected or not isinstance(leaf, bytes) or len(leaf) != 32:
+                    raise ChainBroken(f"entry {expected} is missing or malformed; run `forgetd ledger verify`", seq=expected)
+                self._tree.append(leaf)
+            if len(rows) != size - have:
+                raise ChainBroken(f"entries {have + len(rows) + 1}..{size} are missing", seq=have + len(rows) + 1)
+        return size, chain
+
+
+class _ReadTransaction:
+    """A deferred transaction so that a head's size, chain hash and leaves come from one snapshot."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._owned = False
+
+    def __enter__(self) -> None:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+            self._owned = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned:
+            self._conn.execute("COMMIT")
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    seq, event_id, etype, v, recorded_at, envelope, leaf, chain = row
+    try:
+        payload = json.loads(envelope)["payload"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ChainBroken(f"entry {seq} has a malformed envelope ({exc}); run `forgetd ledger verify`", seq=seq) from None
+    return Entry(seq, event_id, etype, v, recorded_at, payload, envelope, leaf, chain)

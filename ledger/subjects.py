@@ -1,0 +1,21 @@
+"""Subject references: how a sample id appears in the ledger without appearing in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+
+
+def subject_ref(key: bytes, sample_id: str) -> str:
+    """Hex HMAC-SHA256 of the NFC-normalised, UTF-8 encoded `sample_id` under the deployment `key`.
+
+    Forget events carry these, never raw ids. The key lives beside the model store, not in the ledger; an
+    auditor given the key recomputes the reference of an id to prove that it was forgotten.
+    """
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ValueError("subject_ref needs a non-empty bytes key")
+    if not isinstance(sample_id, str):
+        raise TypeError(f"sample_id must be a string, got {type(sample_id).__name__}")
+    message = unicodedata.normalize("NFC", sample_id).encode("utf-8")
+    return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()
