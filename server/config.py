@@ -1,0 +1,95 @@
+"""The engine's configuration: one frozen dataclass, persisted in the store and committed in the ledger's genesis.
+
+Defaults are the paper's (section 4.3): an MLP with two hidden layers of 128, batch 128, Adam with learning
+rate 0.005, one shard. `to_json_dict()` has no floats because the ledger's canonical JSON (RFC 8785 with
+integers only) rejects them: the learning rate travels as its shortest decimal string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import InvalidConfig
+
+__all__ = ["EngineConfig", "STRATEGIES", "DEFAULT_STRATEGIES", "AGGREGATIONS", "DEVICES"]
+
+STRATEGIES = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
+DEFAULT_STRATEGIES = ("hs", "ohs")  # what "auto" may stand for
+AGGREGATIONS = ("mean", "vote")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    shards: int = 1  # K: constituent models, each trained on its own keyed-hash share of the data
+    slices: int = 10  # S: slices per shard; step s trains on slices 1..s (cumulative)
+    epochs: int = 5  # E: epochs of every step s
+    batch_size: int = 128  # B: the paper's batch size
+    learning_rate: float = 0.005  # Adam's step size, as in the paper
+    hidden_sizes: tuple[int, ...] = (128, 128)  # the paper's MLP
+    # phi: the retraining a forget may cost, in samples read (see training.threshold). None = half of a full
+    # retrain of the largest shard (m = 3 when S = 10), so a fresh deployment has both regions without any tuning.
+    budget: int | None = None
+    seed: int = 0  # every random draw (shard key, slice order, init, batch plans) derives from it
+    default_strategy: str = "hs"  # what "auto" means: hs (fastest) or ohs (more accurate)
+    aggregation: str = "mean"  # how shards' predictions combine: mean of probabilities, or majority vote
+    device: str = "auto"  # auto = cuda when present; digests are bitwise only on the same kind of device
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in ("shards", "slices", "epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidConfig(f"{name} is {value!r}; give a whole number")
+        if self.shards < 1:
+            raise InvalidConfig(f"shards is {self.shards}; use at least 1 (the paper uses 1)")
+        if self.slices < 1:
+            raise InvalidConfig(f"slices is {self.slices}; use at least 1 (10 is a good start)")
+        if self.epochs < 1:
+            raise InvalidConfig(f"epochs is {self.epochs}; use at least 1")
+        if self.batch_size < 1:
+            raise InvalidConfig(f"batch_size is {self.batch_size}; use at least 1 (the paper uses 128)")
+        if not 0 <= self.seed < 2**63:
+            raise InvalidConfig(f"seed is {self.seed}; choose 0 <= seed < 2**63")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < float(lr) < 1e3:
+            raise InvalidConfig(f"learning_rate is {lr!r}; give a positive number such as 0.005")
+        object.__setattr__(self, "learning_rate", float(lr))
+        if not self.hidden_sizes or any(
+            not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in self.hidden_sizes
+        ):
+            raise InvalidConfig(f"hidden_sizes is {self.hidden_sizes!r}; give one or more positive widths, e.g. (128, 128)")
+        if self.budget is not None and (
+            not isinstance(self.budget, int) or isinstance(self.budget, bool) or self.budget < 0
+        ):
+            raise InvalidConfig(f"budget is {self.budget!r}; give the samples a forget may read (>= 0), or None")
+        if self.default_strategy not in DEFAULT_STRATEGIES:
+            raise InvalidConfig(f"default_strategy is {self.default_strategy!r}; choose one of {', '.join(DEFAULT_STRATEGIES)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise InvalidConfig(f"aggregation is {self.aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise InvalidConfig(f"device is {self.device!r}; choose auto, cpu, cuda or cuda:N")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict with no floats: the learning rate becomes its shortest decimal string."""
+        out = asdict(self)
+        out["learning_rate"] = repr(self.learning_rate)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> EngineConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidConfig(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        values = dict(data)
+        if "learning_rate" in values:
+            try:
+                values["learning_rate"] = float(values["learning_rate"])
+            except (TypeError, ValueError):
+                raise InvalidConfig(f"learning_rate is {data['learning_rate']!r}; give a decimal such as \"0.005\"") from None
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        return cls(**values)

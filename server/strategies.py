@@ -1,0 +1,187 @@
+"""The forget strategies of ../shared/UNLEARNING.md, applied to one shard's state without touching disk.
+
+`forget_shard` takes a shard's live state, the forget set's members in that shard and a strategy, and
+returns the shard's *new* state (copies: the caller publishes it atomically or drops it). The rules:
+
+- RETRAIN: train from theta_0 without F (all shards; the caller passes every shard).
+- SISA:    restore theta_{i-1}, i = F's earliest slice, retrain steps i..S without F.
+- DPUS:    theta_S -= sum of Delta_t over F's recorded steps not yet subtracted (each step once, ever).
+- HS:      update-region members by DPUS, then retrain-region members by SISA (from the corrected state).
+- OHS:     update-region members: subtract their increments from theta_1..theta_{S-m}, then retrain steps
+           S-m+1..S from theta'_{S-m}; retrain-region members only: SISA.
+
+Every subtraction is applied to every stored checkpoint the increments went into (theta_s for s at or after
+the increment's step), not just theta_S; otherwise a later retrain that restarts from theta_s would bring the
+forgotten sample back. `CORRECT_CHECKPOINTS` exists only so a test can prove that this matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoints import ShardCheckpoints
+from .increments import ShardIncrements, ShardIndex, subtract
+from .model import MLPShape
+from .training import OptState, ShardLayout, run_steps
+
+__all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "forget_shard", "EXACT", "APPROXIMATE"]
+
+EXACT = "EXACT"
+APPROXIMATE = "APPROXIMATE"
+
+# Tests flip this to show that skipping the checkpoint correction breaks composition; never change it.
+CORRECT_CHECKPOINTS = True
+
+
+@dataclass
+class ShardState:
+    """Everything a forget reads or replaces for one shard."""
+
+    shard: int
+    layout: ShardLayout
+    index: ShardIndex
+    increments: ShardIncrements
+    checkpoints: ShardCheckpoints
+    subtracted: set[int]  # recorded optimizer steps whose increment DPUS already removed
+    alive: np.ndarray  # (n_k,) bool
+    X: torch.Tensor  # (n_k, F) on the training device
+    y: torch.Tensor  # (n_k,)
+
+
+@dataclass
+class ShardOutcome:
+    shard: int
+    checkpoints: ShardCheckpoints
+    params_changed: bool
+    optim_changed: bool
+    new_increments: dict[int, np.ndarray]  # step s -> (rows, P) float32, for retrained recorded steps
+    subtracted: set[int]
+    alive: np.ndarray
+    residue_steps: int
+    samples_read: int
+
+
+@dataclass(frozen=True)
+class SampleRoute:
+    member: int  # local index in the shard
+    slice: int  # 1-based
+    region: str  # "update" | "retrain"
+    strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
+    guarantee: str
+
+
+def route(strategy: str, slice_: int, slices: int, m: int) -> tuple[str, str, str]:
+    """(region, per-sample strategy, guarantee) of a sample in `slice_` under a resolved request strategy."""
+    region = "update" if slice_ <= slices - m else "retrain"
+    if strategy in ("retrain", "sisa"):
+        return region, strategy, EXACT
+    if strategy == "dpus":
+        return region, "dpus", APPROXIMATE
+    if region == "retrain":
+        return region, "sisa", EXACT
+    return region, strategy if strategy == "ohs" else "dpus", APPROXIMATE
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    shape: MLPShape
+    seed: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    m: int
+
+
+def forget_shard(
+    state: ShardState,
+    routes: list[SampleRoute],
+    strategy: str,
+    params: TrainParams,
+) -> ShardOutcome:
+    """The shard's state after forgetting `routes` (its members of F) with the resolved `strategy`.
+    theta_0 (where RETRAIN restarts) is never corrected or retrained, so it is always the initialisation."""
+    S = state.layout.slices
+    m = params.m
+    ckpt = state.checkpoints.copy()
+    subtracted = set(state.subtracted)
+    alive = state.alive.copy()
+    members = [r.member for r in routes]
+    alive[members] = False
+
+    by_subtraction = [r.member for r in routes if r.strategy in ("dpus", "ohs")]
+    by_retrain = [r.slice for r in routes if r.strategy in ("sisa", "retrain")]
+    if strategy == "retrain":
+        start = 1
+    elif strategy == "ohs" and by_subtraction:
+        start = S - m + 1  # retrain the retrain region from the corrected theta_{S-m}
+    elif by_retrain:
+        start = min(by_retrain)
+    else:
+        start = S + 1  # nothing to retrain
+
+    params_changed = False
+    if by_subtraction:
+        ts = state.index.steps_of(by_subtraction)
+        recorded = ts[ts < state.increments.recorded_end]
+        fresh = np.array([t for t in recorded if int(t) not in subtracted], dtype=np.int64)
+        sums = state.increments.cumulative(fresh, params.shape.num_params)
+        for s, delta in sums.items():
+            if s >= start:
+                break  # retrained below from the corrected theta_{start-1}
+            if s == S or CORRECT_CHECKPOINTS:
+                ckpt.params[s] = subtract(ckpt.params[s], delta)
+        subtracted.update(int(t) for t in fresh)
+        params_changed = bool(len(fresh))
+        # Steps past S-m are never recorded: each one that held a forgotten sample and is not retrained
+        # now keeps some of its influence. Report it.
+        retrain_from_t = int(state.increments.offsets[start]) if start <= S else int(state.increments.offsets[S + 1])
+        residue = int(np.count_nonzero((ts >= state.increments.recorded_end) & (ts < retrain_from_t)))
+    else:
+        residue = 0
+
+    new_increments: dict[int, np.ndarray] = {}
+    read = 0
+    if start <= S:
+        if start == 1:
+            subtracted.clear()
+        else:
+            first_t = int(state.increments.offsets[start])
+            subtracted = {t for t in subtracted if t < first_t}
+
+        def on_step(s: int, st: OptState, incs: np.ndarray | None) -> None:
+            ckpt.set(s, st)
+            if incs is not None:
+                new_increments[s] = incs
+
+        begin = ckpt.state(start - 1)
+        read = run_steps(
+            shape=params.shape,
+            layout=state.layout,
+            X=state.X,
+            y=state.y,
+            alive=alive,
+            start=begin,
+            first=start,
+            seed=params.seed,
+            shard=state.shard,
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            learning_rate=params.learning_rate,
+            record_upto=S - m,
+            on_step=on_step,
+        )
+        params_changed = True
+    return ShardOutcome(
+        shard=state.shard,
+        checkpoints=ckpt,
+        params_changed=params_changed,
+        optim_changed=start <= S,
+        new_increments=new_increments,
+        subtracted=subtracted,
+        alive=alive,
+        residue_steps=residue,
+        samples_read=read,
+    )
