@@ -196,11 +196,10 @@ def _encode(
 
 
 def _one_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
+    codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
     out = np.zeros((len(values), len(index)), dtype=np.float64)
-    for i, v in enumerate(values):
-        k = index.get(v)
-        if k is not None:
-            out[i, k] = 1.0
+    known = codes >= 0
+    out[np.flatnonzero(known), codes[known]] = 1.0
     return out
 
 
@@ -254,12 +253,12 @@ def _read_adult(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
             fields = [v.strip() for v in text.split(",")]
             if len(fields) != n_fields:
                 raise DataError(f"{path}: row {line_no}: {len(fields)} fields, expected {n_fields} (comma separated)")
-            for col, value in zip(_ADULT_COLUMNS, fields):
+            for j, (col, value) in enumerate(zip(_ADULT_COLUMNS, fields)):
                 if col.numeric:
-                    _parse_number(path, line_no, col.name, value)
+                    fields[j] = _parse_number(path, line_no, col.name, value)  # type: ignore[call-overload]
                 elif not value:
                     raise DataError(f"{path}: row {line_no}, column {col.name!r}: empty value (missing is '?')")
-            label = fields[-1].rstrip(".")  # the original adult.test writes `<=50K.`
+            label = str(fields[-1]).rstrip(".")  # the original adult.test writes `<=50K.`
             if label not in _ADULT_LABELS:
                 raise DataError(f"{path}: row {line_no}, column 'income': {fields[-1]!r} is neither <=50K nor >50K")
             ids.append(f"{path.name}:{line_no}")
@@ -466,7 +465,7 @@ def _load_npz(
     if given_test and len(given_test) != 3:
         raise DataError(f"{path}: has {given_test} but not all of test_ids, X_test, y_test; give all three or none")
 
-    def split(prefix: str, ids_key: str, X_key: str, y_key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def split(ids_key: str, X_key: str, y_key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
         ids_a, X, y = arrays[ids_key], arrays[X_key], arrays[y_key]
         if ids_a.ndim != 1 or ids_a.dtype.kind not in "US":
             raise DataError(f"{path}: array {ids_key!r} has dtype {ids_a.dtype} shape {ids_a.shape}; expected 1-D strings")
@@ -487,9 +486,9 @@ def _load_npz(
         _check_unique(path, ids_key, ids)
         return ids, X.astype(np.float32), y.astype(np.int64)
 
-    ids, X, y = split("", "ids", "X", "y")
+    ids, X, y = split("ids", "X", "y")
     if given_test:
-        test_ids, X_test, y_test = split("test_", "test_ids", "X_test", "y_test")
+        test_ids, X_test, y_test = split("test_ids", "X_test", "y_test")
         if X_test.shape[1] != X.shape[1]:
             raise DataError(f"{path}: 'X_test' has {X_test.shape[1]} columns, 'X' has {X.shape[1]}; they must agree")
         clash = set(ids) & set(test_ids)
