@@ -103,12 +103,16 @@ class RowStore:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: Path) -> RowStore:
-        """Open an existing store; StoreError when it is missing or not a row store."""
+    def open(cls, path: Path, *, busy_timeout: float = 5.0) -> RowStore:
+        """Open an existing store; StoreError when it is missing or not a row store.
+
+        `busy_timeout` (seconds) is how long an erase waits for another connection's read to finish before
+        it gives up scrubbing the old pages (see `erase`).
+        """
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"{path}: no row store here (create one with RowStore.create)")
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
         try:
             conn.execute("PRAGMA secure_delete=ON")  # per connection, not stored in the file
             conn.execute("PRAGMA synchronous=FULL")
@@ -187,7 +191,11 @@ class RowStore:
 
     def erase(self, ids: Sequence[str]) -> None:
         """Physically remove these rows; durable on return. UnknownSample, and nothing changed, when any id
-        is not stored. An empty sequence is a no-op."""
+        is not stored. An empty sequence is a no-op.
+
+        StoreError when another connection keeps reading the file past the busy timeout: the rows are then
+        deleted (and gone from `load`) but their old pages are scrubbed only by the next erase or open.
+        """
         with self._lock:
             conn = self._checked_conn()
             wanted = list(dict.fromkeys(ids))

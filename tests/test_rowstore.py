@@ -131,6 +131,8 @@ def test_erase_with_a_reader_holding_a_snapshot(tmp_path, rows, store):
     # A reader that pins the old pages stops the checkpoint: the erase is committed, the caller is told the
     # bytes could not be scrubbed yet, and the next open scrubs them.
     ids, X, _ = rows
+    store.close()
+    store = RowStore.open(tmp_path / "rows.db", busy_timeout=0)
     reader = sqlite3.connect(tmp_path / "rows.db", isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM rows").fetchone()
