@@ -469,7 +469,12 @@ def _load_npz(
         ids_a, X, y = arrays[ids_key], arrays[X_key], arrays[y_key]
         if ids_a.ndim != 1 or ids_a.dtype.kind not in "US":
             raise DataError(f"{path}: array {ids_key!r} has dtype {ids_a.dtype} shape {ids_a.shape}; expected 1-D strings")
-        ids = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ids_a.tolist()]
+        ids: list[str] = []
+        for i, v in enumerate(ids_a.tolist()):
+            try:
+                ids.append(v.decode("utf-8") if isinstance(v, bytes) else str(v))
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: array {ids_key!r} row {i}: id {v!r} is not UTF-8") from None
         if X.ndim != 2 or X.dtype.kind not in "fiub":
             raise DataError(f"{path}: array {X_key!r} has dtype {X.dtype} shape {X.shape}; expected 2-D numbers")
         if y.ndim != 1 or y.dtype.kind not in "iub":

@@ -289,6 +289,14 @@ def test_npz_errors(tmp_path, arrays, message):
         load_dataset("npz", tmp_path / "a.npz", test_fraction=0.0)
 
 
+def test_npz_bytes_ids(tmp_path):
+    np.savez(tmp_path / "a.npz", ids=np.array([b"a", b"b"]), X=np.zeros((2, 1)), y=np.array([0, 1]))
+    assert load_dataset("npz", tmp_path / "a.npz", test_fraction=0.0).train_ids == ("a", "b")
+    np.savez(tmp_path / "a.npz", ids=np.array([b"a", b"\xff"]), X=np.zeros((2, 1)), y=np.array([0, 1]))
+    with pytest.raises(DataError, match=r"a.npz: array 'ids' row 1: id b'\\xff' is not UTF-8"):
+        load_dataset("npz", tmp_path / "a.npz", test_fraction=0.0)
+
+
 def test_npz_not_a_zip(tmp_path):
     with pytest.raises(DataError, match=r"a.npz: not a readable .npz file"):
         load_dataset("npz", write(tmp_path / "a.npz", "hello"))
