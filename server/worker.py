@@ -309,6 +309,12 @@ class Runtime:
             close()
 
     def _run(self) -> None:
+        from .training import deterministic
+
+        # torch imports its compiler stack the first time deterministic mode is switched on (seconds on a
+        # small CPU); pay that here, while Predict is already served, not inside the first Forget.
+        with deterministic():
+            pass
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
