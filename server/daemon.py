@@ -67,8 +67,8 @@ class ServerConfig:
                                 "(port 0 picks a free one)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise InvalidConfig(f"device is {self.device!r}; choose auto, cpu, cuda or cuda:N")
-        if self.token is not None and (not self.token or self.token != self.token.strip()
-                                       or not self.token.isprintable()):
+        if self.token is not None and (not self.token or not self.token.isprintable()
+                                       or any(c.isspace() for c in self.token)):
             raise InvalidConfig("the token is empty or has whitespace or control characters; put one printable "
                                 "word in the token file")
         if (self.tls_cert is None) != (self.tls_key is None):

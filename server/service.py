@@ -138,7 +138,7 @@ def parse_features(request: inference_service_pb2.PredictRequest, num_features: 
     finite = np.isfinite(x)
     if not finite.all():
         r, c = (int(i) for i in np.argwhere(~finite)[0])
-        raise InvalidRequest(f"features row {r} column {c} is {x[r, c]!r}: NaN and infinity are not accepted")
+        raise InvalidRequest(f"features row {r} column {c} is {float(x[r, c])!r}: NaN and infinity are not accepted")
     return x
 
 
