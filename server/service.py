@@ -305,6 +305,7 @@ def forget_response(runtime: Runtime, view: RequestView) -> unlearning_service_p
         receipt=receipt,
     )
     if batch is not None:
+        receipt = response.receipt  # the constructor copied the message: fill in the copy
         receipt.applied_seq = batch.seq
         receipt.applied_leaf_hash = batch.leaf_hash
         receipt.applied_proof.CopyFrom(inclusion_proto(proofs.inclusions[1]))
