@@ -29,8 +29,10 @@ from .errors import (
 from .merkle import EMPTY_ROOT, hash_leaf
 from .model import Entry, Head
 from .proofs import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from .signing import SignedHead, SigningKey, load_or_create_signing_key, sign_head, verify_signed_head
 from .store import Ledger
 from .subjects import subject_ref
+from .verify import Problem, VerifyReport, verify_ledger
 
 __all__ = [
     "BadSignature",
@@ -51,12 +53,20 @@ __all__ = [
     "LedgerError",
     "LedgerNotFound",
     "NotALedger",
+    "Problem",
     "ProofError",
     "ReadOnlyLedger",
     "RootMismatch",
+    "SignedHead",
     "SigningError",
+    "SigningKey",
+    "VerifyReport",
     "hash_leaf",
+    "load_or_create_signing_key",
+    "sign_head",
     "subject_ref",
     "verify_consistency",
     "verify_inclusion",
+    "verify_ledger",
+    "verify_signed_head",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -132,6 +133,11 @@ def _safe_int(literal: str) -> int:
 # A strict decoder: floats, NaN/Infinity and unsafe integers fail while parsing, in C except for the hooks.
 _DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant, parse_int=_safe_int)
 raw_decode = _DECODER.raw_decode
+# For the verifier's hot loop: the C scanner behind raw_decode, (text, index) -> (value, end), raising
+# StopIteration where nothing parses. It parses integers in C without the range hook; the caller screens a
+# whole chunk for long digit runs (LONG_DIGITS) and re-checks only rows that have one with check_canonical.
+scan_once = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant).scan_once
+LONG_DIGITS = re.compile(rb"[0-9]{16}")
 # The standard library's encoder configured to match RFC 8785 on ASCII input (see the module docstring).
 fast_encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False
