@@ -463,24 +463,33 @@ class Engine:
         paths, old = self._paths, self._manifest
         version = old.version + 1
         files = dict(old.files)
-        for o in outcomes:
-            k = o.shard
-            if o.params_changed:
-                files[f"shard{k}.params"] = name = f"shard{k}.params.v{version}.npy"
-                o.checkpoints.save_params(paths.artifact(name))
-            if o.optim_changed:
-                files[f"shard{k}.optim"] = name = f"shard{k}.optim.v{version}.npy"
-                o.checkpoints.save_optim(paths.artifact(name))
-            for s, incs in o.new_increments.items():
-                files[f"shard{k}.step{s}.inc"] = name = f"shard{k}.step{s}.inc.v{version}.npy"
-                save_array(paths.artifact(name), incs)
-        fsync_dir(paths.artifacts)
+        written: list[Path] = []
+
+        def new_file(logical: str) -> Path:
+            files[logical] = name = f"{logical}.v{version}.npy"
+            written.append(paths.artifact(name))
+            return written[-1]
+
         subtracted = dict(old.subtracted)
         for o in outcomes:
             subtracted[o.shard] = sorted(o.subtracted)
-        new = Manifest(version, tag, files, {k: v for k, v in subtracted.items() if v},
-                       sorted(set(old.forgotten) | set(positions)))
-        new.write(paths.manifest)  # the commit point
+        try:
+            for o in outcomes:
+                k = o.shard
+                if o.params_changed:
+                    o.checkpoints.save_params(new_file(f"shard{k}.params"))
+                if o.optim_changed:
+                    o.checkpoints.save_optim(new_file(f"shard{k}.optim"))
+                for s, incs in o.new_increments.items():
+                    save_array(new_file(f"shard{k}.step{s}.inc"), incs)
+            fsync_dir(paths.artifacts)
+            new = Manifest(version, tag, files, {k: v for k, v in subtracted.items() if v},
+                           sorted(set(old.forgotten) | set(positions)))
+            new.write(paths.manifest)  # the commit point
+        except BaseException:
+            for p in written:  # nothing references them; the old version stays live and whole
+                p.unlink(missing_ok=True)
+            raise
         self._manifest = new
         for o in outcomes:
             st = self._shards[o.shard]
@@ -491,9 +500,15 @@ class Engine:
             st = self._shards[int(self._shard_of[p])]
             st.X[int(self._local_of[p])] = 0
         self._snapshot = self._make_snapshot()
-        self._rows.erase(ids)
         for name in set(old.files.values()) - set(files.values()):
             paths.artifact(name).unlink(missing_ok=True)
+        try:
+            self._rows.erase(ids)
+        except Exception as exc:
+            raise StoreError(
+                f"{self.store_dir}: version {version} is committed but erasing its rows failed ({exc}); "
+                "open the store again to finish the erasure"
+            ) from exc
 
     def close(self) -> None:
         with self._lock:
