@@ -1,0 +1,116 @@
+"""`forgetd ledger ...`: verify, show, head and bench, each a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import InvalidHead, LedgerError
+from .model import Head
+from .store import Ledger
+from .verify import verify_ledger
+
+LEDGER_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+class HeadParam(click.ParamType):
+    """A head as 144 hex characters: size (8 bytes, big-endian) || chain hash (32) || Merkle root (32)."""
+
+    name = "HEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Head:
+        if isinstance(value, Head):
+            return value
+        try:
+            return Head.from_hex(value)
+        except InvalidHead as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _open(path: Path) -> Ledger:
+    try:
+        return Ledger(path, readonly=True)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def ledger() -> None:
+    """The deletion ledger: verify it, read it, print its head, benchmark it."""
+
+
+@ledger.command()
+@click.argument("path", type=LEDGER_PATH)
+@click.option("--expect-head", type=HeadParam(), help="A head kept from earlier (hex, from `forgetd ledger head`): "
+              "the ledger must still hold it as a prefix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.pass_context
+def verify(ctx: click.Context, path: Path, expect_head: Head | None, as_json: bool) -> None:
+    """Recompute every hash of the ledger at PATH. Exit 0 when everything holds, 1 naming the first bad seq."""
+    report = verify_ledger(path, expect_head=expect_head)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        ctx.exit(0 if report.ok else 1)
+    if report.ok:
+        click.echo(report.summary())
+        return
+    for problem in report.problems:
+        click.echo(problem)
+    if report.problems_omitted:
+        click.echo(f"... and {report.problems_omitted} more")
+    raise click.ClickException(report.summary())
+
+
+@ledger.command()
+@click.argument("path", type=LEDGER_PATH)
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True, help="First seq to show.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many entries.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def show(path: Path, start: int, limit: int | None, as_json: bool) -> None:
+    """Print the entries of the ledger at PATH, from seq --from on."""
+    with _open(path) as book:
+        stop = None if limit is None else start + limit
+        for entry in book.entries(start, stop):
+            if as_json:
+                click.echo(json.dumps(entry.to_dict(), sort_keys=True, ensure_ascii=False))
+            else:
+                payload = json.dumps(entry.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                click.echo(f"{entry.seq:>7}  {entry.recorded_at}  {entry.type:<18}  {entry.event_id}  {payload}")
+
+
+@ledger.command()
+@click.argument("path", type=LEDGER_PATH)
+@click.option("--json", "as_json", is_flag=True, help="Print size, chain hash and Merkle root as JSON.")
+def head(path: Path, as_json: bool) -> None:
+    """Print the current head of the ledger at PATH as hex (the form --expect-head takes)."""
+    with _open(path) as book:
+        current = book.head()
+    if as_json:
+        click.echo(json.dumps({**current.to_dict(), "hex": current.to_hex()}, indent=2))
+    else:
+        click.echo(current.to_hex())
+
+
+@ledger.command()
+@click.option("--appends", type=click.IntRange(min=4), default=2000, show_default=True,
+              help="Durable single appends (and as many raw SQLite inserts).")
+@click.option("--batched", type=click.IntRange(min=1), default=20000, show_default=True, help="Batched appends in all.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Appends per transaction.")
+@click.option("--entries", "verify_entries", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Ledger size for the verification and proof figures.")
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="verify_ledger runs (median).")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to put the scratch ledgers (default: a temporary directory).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench(appends: int, batched: int, batch_size: int, verify_entries: int, runs: int, workdir: Path | None,
+          as_json: bool) -> None:
+    """Measure appends (beside raw SQLite with the same durability), verification and proofs."""
+    from .bench import format_table, run_bench  # keeps `forgetd ledger verify` start-up lean
+
+    figures = run_bench(workdir, appends=appends, batched=batched, batch_size=batch_size,
+                        verify_entries=verify_entries, verify_runs=runs,
+                        progress=lambda message: click.echo(f"... {message}", err=True))
+    click.echo(json.dumps([f.to_dict() for f in figures], indent=2) if as_json else format_table(figures))
