@@ -9,7 +9,9 @@ by its subject ref, HMAC-SHA256(deployment key, NFC id) in lower-case hex (`forg
 
     {"engine": {...},                    # engine.genesis_record(): config, data digest, artifact digests
      "head_public_key": "<hex>",         # raw 32-byte Ed25519 key that signs ledger heads
-     "model": {"version": 0, "digest": "<hex>", "shard_digests": ["<hex>", ...]}}
+     "model": {"version": 0, "digest": "<hex>", "shard_digests": ["<hex>", ...]},
+     "vault": {...}}                     # forgetd.server.vault.VaultRecord of audit/genesis: the snapshot a
+                                          # replay starts from (absent in ledgers written before the vault)
 
 ``forget.requested`` -- event_id ``"forget.requested:<request_id>"``; durable before the Forget is answered::
 
@@ -33,8 +35,10 @@ asked for the same strategy, in ledger order::
      "guarantee": "exact"|"approximate",  # exact only if every subject's guarantee is exact
      "residue_steps": int, "samples_read": int,
      "timings": {"apply_micros": int, "queued_micros": int},   # engine time; oldest request's wait
-     "recovered": bool}                   # true: written at restart from the store's record of a batch
+     "recovered": bool,                   # true: written at restart from the store's record of a batch
                                           # the engine had applied when the daemon died (not applied twice)
+     "device": "cpu"|"cuda:0"|...}        # where the engine ran it: replay is bitwise on the same device type
+                                          # (absent in ledgers written before it was recorded)
 
 A batch whose every sample was forgotten by an earlier batch while it waited (two pending requests naming
 the same id with different strategies) has ``"subjects": []``: the engine is not called and ``model`` repeats
@@ -141,10 +145,14 @@ class Applied:
 # ---------------------------------------------------------------------------------------------------- builders
 
 
-def genesis_payload(engine_record: Mapping[str, Any], head_public_key: str, model: ModelState) -> dict[str, Any]:
+def genesis_payload(engine_record: Mapping[str, Any], head_public_key: str, model: ModelState,
+                    vault: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if model.version != 0:
         raise ValueError(f"genesis records version 0, got version {model.version}")
-    return {"engine": dict(engine_record), "head_public_key": head_public_key, "model": model.to_json()}
+    payload = {"engine": dict(engine_record), "head_public_key": head_public_key, "model": model.to_json()}
+    if vault is not None:
+        payload["vault"] = dict(vault)
+    return payload
 
 
 def requested_payload(request_id: str, subjects: Iterable[str], strategy: str, requested_at: str) -> dict[str, Any]:
@@ -168,10 +176,11 @@ def applied_payload(
     apply_micros: int,
     queued_micros: int,
     recovered: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     outcomes = list(subjects)
     guarantee = "exact" if all(s.guarantee == "exact" for s in outcomes) else "approximate"
-    return {
+    payload = {
         "request_ids": list(request_ids),
         "strategy": strategy,
         "resolved_strategy": resolved_strategy,
@@ -183,6 +192,9 @@ def applied_payload(
         "timings": {"apply_micros": apply_micros, "queued_micros": queued_micros},
         "recovered": recovered,
     }
+    if device is not None:
+        payload["device"] = device
+    return payload
 
 
 # ---------------------------------------------------------------------------------------------------- parsers
