@@ -131,6 +131,11 @@ class Runtime:
     def _append(self, event_type: str, payload: dict[str, Any], event_id: str) -> Any:
         """Appends and folds in one step (caller holds the lock), so the fold is always the ledger's state."""
         entry = self.ledger.append(event_type, payload, event_id=event_id)
+        if entry.seq > self._fold.size + 1:
+            # Another process appended meanwhile (`forgetd verify --seal` records audit.verified events):
+            # fold those entries first, so the fold stays the ledger's state.
+            for missed in self.ledger.read(self._fold.size + 1, entry.seq - 1 - self._fold.size):
+                self._fold.add(missed.seq, missed.type, missed.leaf_hash, missed.payload)
         self._fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
         return entry
 
@@ -144,7 +149,13 @@ class Runtime:
                 if engine.version != 0:
                     raise StoreError(f"{self.config.store}: the store is at version {engine.version} but has no "
                                      "ledger; it was changed outside forgetd serve and cannot be audited")
-                payload = events.genesis_payload(engine.genesis_record(), public_key, _state(_EngineState(engine)))
+                from .vault import GENESIS_VAULT, create_vault
+
+                # The snapshot a full replay starts from (`forgetd verify`), committed in genesis; made first,
+                # so a crash before the append only leaves a vault that the next start makes again.
+                vault = create_vault(self.config.store, GENESIS_VAULT)
+                payload = events.genesis_payload(engine.genesis_record(), public_key, _state(_EngineState(engine)),
+                                                 vault=vault.to_json())
                 self._append(events.GENESIS, payload, events.GENESIS)
                 log.info("wrote genesis for %s", self.config.store)
             if fold.genesis is None:
@@ -399,6 +410,7 @@ class Runtime:
             samples_read=int(result.samples_read),
             apply_micros=int(result.seconds * 1e6),
             queued_micros=queued,
+            device=str(engine.device),
         )
         return snapshot, payload
 
