@@ -193,11 +193,15 @@ def _chain_border_right(seed: bytes, proof: Sequence[bytes]) -> bytes:
     return seed
 
 
+def _check_hash(what: str, h: object) -> None:
+    if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
+        shown = f"{len(h)} bytes" if isinstance(h, (bytes, bytearray)) else type(h).__name__
+        raise ProofError(f"{what} is {shown}, want {HASH_SIZE} bytes")
+
+
 def _check_hashes(what: str, hashes: Sequence[bytes]) -> None:
     for i, h in enumerate(hashes):
-        if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
-            shown = f"{len(h)} bytes" if isinstance(h, (bytes, bytearray)) else type(h).__name__
-            raise ProofError(f"{what}[{i}] is {shown}, want {HASH_SIZE} bytes")
+        _check_hash(f"{what}[{i}]", h)
 
 
 def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
@@ -206,7 +210,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Se
         raise ProofError(f"index {index} out of range for tree size {size}: an empty tree includes nothing")
     if not 0 <= index < size:
         raise ProofError(f"index {index} out of range for tree size {size}")
-    _check_hashes("leaf hash", [leaf_hash])
+    _check_hash("leaf hash", leaf_hash)
     _check_hashes("proof", proof)
     inner, border = _inclusion_decomposition(index, size)
     if len(proof) != inner + border:
@@ -232,7 +236,8 @@ def verify_consistency_proof(size1: int, size2: int, root1: bytes, root2: bytes,
         raise ProofError(f"sizes must be >= 0, got {size1} and {size2}")
     if size2 < size1:
         raise ProofError(f"new size {size2} < old size {size1}: a ledger only grows")
-    _check_hashes("roots", [root1, root2])
+    _check_hash("old root", root1)
+    _check_hash("new root", root2)
     _check_hashes("proof", proof)
     if size1 == size2:
         if proof:
