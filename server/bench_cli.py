@@ -1,0 +1,15 @@
+"""`forgetd bench`: measurements of forgetd itself. Each subcommand lives with its library and is added here."""
+
+from __future__ import annotations
+
+import click
+
+from .bench_unlearning import unlearning
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def bench() -> None:
+    """Benchmarks: unlearning (the paper's evaluation)."""
+
+
+bench.add_command(unlearning)
