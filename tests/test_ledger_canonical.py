@@ -1,0 +1,99 @@
+"""Canonical envelopes: the restricted JSON domain, RFC 8785 bytes, and the verifier's fast re-canonicalisation."""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forgetd.ledger import InvalidPayload
+from forgetd.ledger.canonical import NonCanonical, canonical_bytes, check_canonical, fast_encode, normalize
+
+MAX = 2**53 - 1
+
+json_scalars = st.none() | st.booleans() | st.integers(-MAX, MAX) | st.text(max_size=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+ascii_text = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=12)
+ascii_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-MAX, MAX) | ascii_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ascii_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"loss": 0.5}, "payload['loss'] = 0.5 is a float; ledger payloads allow no floats"),
+        ({"x": [1, float("nan")]}, "payload['x'][1] = NaN is a float"),
+        ({"x": float("inf")}, "payload['x'] = inf is a float"),
+        ({"n": 2**53}, "payload['n'] = 9007199254740992 is outside the safe integer range"),
+        ({"n": -(2**53)}, "payload['n'] = -9007199254740992 is outside the safe integer range"),
+        ({1: "a"}, "payload has a non-string key 1"),
+        ({"s": {1, 2}}, "payload['s'] has unsupported type set"),
+        ({"b": b"raw"}, "payload['b'] has unsupported type bytes"),
+        ({"s": "\ud800"}, "payload['s'] contains a lone surrogate"),
+        ({"e\u0301": 1, "\u00e9": 2}, "payload has two keys equal to 'é' after NFC normalisation"),
+    ],
+)
+def test_normalize_refuses_with_a_clear_message(payload: dict, message: str) -> None:
+    with pytest.raises(InvalidPayload) as info:
+        normalize(payload)
+    assert str(info.value).startswith(message)
+
+
+def test_normalize_nfc_tuples_and_int_subclasses() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    out = normalize({"name": "Cafe\u0301", "t": (1, 2), "lvl": Level.HIGH, "ok": True, "none": None})
+    assert out == {"name": "Caf\u00e9", "t": [1, 2], "lvl": 3, "ok": True, "none": None}
+    assert type(out["lvl"]) is int
+    assert canonical_bytes(out) == '{"lvl":3,"name":"Café","none":null,"ok":true,"t":[1,2]}'.encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(ascii_values)
+def test_fast_encoder_equals_rfc8785_on_ascii(value: object) -> None:
+    """The verifier's fast path relies on this: for ASCII input, stdlib's encoder produces RFC 8785 bytes."""
+    assert fast_encode(value).encode() == rfc8785.dumps(value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values)
+def test_canonical_bytes_pass_the_check(value: object) -> None:
+    data = canonical_bytes(normalize(value))
+    assert check_canonical(data) == normalize(value)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b'{"a":1, "b":2}', "differs from its canonical form"),
+        (b'{"b":1,"a":2}', "differs from its canonical form"),
+        (b'{"a":"\\u0041"}', "differs from its canonical form"),
+        (b'{"a":"\\/"}', "differs from its canonical form"),
+        (b'{"a":"\\u00e9"}', "differs from its canonical form"),
+        (b'{"a":-0}', "differs from its canonical form"),
+        (b'{"a":1.5}', "contains a float (1.5)"),
+        (b'{"a":1e3}', "contains a float (1e3)"),
+        (b'{"a":NaN}', "contains NaN, which is not JSON"),
+        (b'{"a":9007199254740993}', "integer 9007199254740993 is outside"),
+        (b'{"a":1}x', "has trailing bytes"),
+        (b' {"a":1}', "is not JSON"),
+        (b'{"a":"\xff"}', "is not valid UTF-8"),
+        ('{"a":"e\u0301"}'.encode(), "contains a string that is not NFC-normalised"),
+        (b'{"a":1,"a":1}', "differs from its canonical form"),
+    ],
+)
+def test_check_canonical_rejects(data: bytes, why: str) -> None:
+    with pytest.raises(NonCanonical, match=why.replace("(", r"\(").replace(")", r"\)")):
+        check_canonical(data)
+
