@@ -1,0 +1,342 @@
+"""Receipts a requester can check: save/load as JSON, and proofs that the ledger still holds them.
+
+A receipt (forgetd.client.types.Receipt) carries the seq and leaf hash of its `forget.requested` entry (and
+of its `forget.applied` once applied), the signed head the daemon answered with, and inclusion proofs of
+those entries against that head. Checking it later, against the store's ledger file or a running daemon:
+
+1. the head's Ed25519 signature verifies, under the deployment's key when it is known;
+2. each inclusion proof verifies against the receipt's own head (the receipt is internally sound);
+3. the ledger now is at least as long as the receipt's head, and a consistency proof shows that head is a
+   prefix of the current one (a truncated tail or a history rewritten end to end fails here);
+4. each entry is still in the current ledger at its seq with the same leaf hash (an inclusion proof against
+   the current head; against a store, the entry itself is read and compared as well).
+
+Each problem names what it concerns, with expected and actual values; nothing here raises for a bad receipt.
+The JSON form is exactly what `forgetd forget --json` prints, so that output is a receipt file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from forgetd.client.types import (
+    ForgetResult,
+    ForgetStatus,
+    InclusionProof,
+    LedgerHead,
+    Receipt,
+    SampleOutcome,
+    to_jsonable,
+)
+from forgetd.ledger import (
+    BadSignature,
+    ConsistencyProof,
+    Head,
+    InvalidHead,
+    LedgerError,
+    Problem,
+    ProofError,
+    verify_consistency,
+    verify_inclusion,
+)
+from forgetd.ledger import InclusionProof as LedgerInclusionProof
+
+if TYPE_CHECKING:
+    from forgetd.client.client import Client
+
+__all__ = [
+    "InvalidReceipt",
+    "ReceiptReport",
+    "check_head_signature",
+    "load_receipt",
+    "receipt_from_json",
+    "receipt_to_json",
+    "save_receipt",
+    "verify_receipt_with_client",
+    "verify_receipt_with_store",
+]
+
+
+class InvalidReceipt(ValueError):
+    """A receipt file is not valid JSON or lacks a field; the message names the field."""
+
+
+# -------------------------------------------------------------------------------------------- JSON
+
+
+def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
+    """The receipt as JSON-ready values (bytes as hex): the form `forgetd forget --json` prints."""
+    return to_jsonable(receipt)  # type: ignore[no-any-return]
+
+
+def save_receipt(receipt: Receipt, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(receipt_to_json(receipt), indent=2, sort_keys=True) + "\n")
+
+
+def load_receipt(path: str | Path) -> Receipt:
+    """Read a receipt file; InvalidReceipt names what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InvalidReceipt(f"{path}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InvalidReceipt(f"{path}: not JSON ({exc})") from None
+    return receipt_from_json(data)
+
+
+def _hex(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidReceipt(f"receipt field {name!r} must be a hex string, got {value!r}")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise InvalidReceipt(f"receipt field {name!r} is not hexadecimal") from None
+
+
+def _int(data: dict[str, Any], key: str, where: str = "") -> int:
+    value = _get(data, key, where)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidReceipt(f"receipt field {where + key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _get(data: Any, key: str, where: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise InvalidReceipt(f"receipt field {where.rstrip('.') or 'receipt'!r} must be an object")
+    if key not in data:
+        raise InvalidReceipt(f"receipt field {where + key!r} is missing")
+    return data[key]
+
+
+def _proof(data: Any, where: str) -> InclusionProof | None:
+    if data is None:
+        return None
+    hashes = _get(data, "hashes", where)
+    if not isinstance(hashes, list):
+        raise InvalidReceipt(f"receipt field {where + 'hashes'!r} must be a list of hex strings")
+    return InclusionProof(_int(data, "seq", where), _int(data, "tree_size", where),
+                          tuple(_hex(h, where + "hashes") for h in hashes))
+
+
+def receipt_from_json(data: Any) -> Receipt:
+    """The Receipt a JSON object describes (receipt_to_json's inverse)."""
+    head_data = _get(data, "head")
+    head = None
+    if head_data is not None:
+        head = LedgerHead(_int(head_data, "size", "head."), _hex(_get(head_data, "chain_hash", "head."), "head.chain_hash"),
+                          _hex(_get(head_data, "merkle_root", "head."), "head.merkle_root"),
+                          _hex(_get(head_data, "signature", "head."), "head.signature"),
+                          _hex(_get(head_data, "public_key", "head."), "head.public_key"))
+    result_data = data.get("result")
+    result = None
+    if result_data is not None:
+        try:
+            result = ForgetResult(**{**result_data, "shard_digests": tuple(result_data["shard_digests"])})
+        except (TypeError, KeyError) as exc:
+            raise InvalidReceipt(f"receipt field 'result' is malformed ({exc})") from None
+    try:
+        samples = tuple(SampleOutcome(**s) for s in data.get("samples", []))
+        status = ForgetStatus(_get(data, "status"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidReceipt(f"receipt field 'samples' or 'status' is malformed ({exc})") from None
+    request_id = _get(data, "request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidReceipt(f"receipt field 'request_id' must be a non-empty string, got {request_id!r}")
+    return Receipt(
+        request_id=request_id,
+        status=status,
+        requested_seq=_int(data, "requested_seq"),
+        requested_leaf_hash=_hex(_get(data, "requested_leaf_hash"), "requested_leaf_hash"),
+        applied_seq=_int(data, "applied_seq"),
+        applied_leaf_hash=_hex(_get(data, "applied_leaf_hash"), "applied_leaf_hash"),
+        head=head,
+        requested_proof=_proof(data.get("requested_proof"), "requested_proof."),
+        applied_proof=_proof(data.get("applied_proof"), "applied_proof."),
+        result=result,
+        samples=samples,
+    )
+
+
+# -------------------------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class ReceiptReport:
+    """What checking one receipt found. `ok` only when there are no problems."""
+
+    request_id: str
+    receipt_head_size: int
+    current_head: Head | None
+    problems: tuple[Problem, ...]
+    checks: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        if self.ok:
+            now = self.current_head.size if self.current_head else "?"
+            return (f"ok: receipt {self.request_id} holds; its head (size {self.receipt_head_size}) is a prefix of "
+                    f"the ledger now (size {now}) and its entries are still in it")
+        return f"receipt {self.request_id} does not hold: {self.problems[0]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "request_id": self.request_id, "receipt_head_size": self.receipt_head_size,
+                "current_head": self.current_head.to_dict() if self.current_head else None,
+                "problems": [p.to_dict() for p in self.problems], "checks": list(self.checks)}
+
+
+def head_of(head: LedgerHead) -> Head:
+    return Head(head.size, bytes(head.chain_hash), bytes(head.merkle_root))
+
+
+def check_head_signature(head: Head, signature: bytes, public_key: bytes, trusted_key: bytes | None,
+                         what: str) -> Problem | None:
+    """None when `signature` by `public_key` verifies over `head` (and `public_key` is `trusted_key`, if given)."""
+    from forgetd.ledger.signing import SignedHead, verify_signed_head
+
+    if not signature:
+        return Problem(head.size, f"{what} is not signed", "an Ed25519 signature", "none")
+    try:
+        verify_signed_head(SignedHead(head, bytes(signature), bytes(public_key)), trusted_key)
+    except BadSignature as exc:
+        return Problem(head.size, f"{what}: {exc}", trusted_key.hex() if trusted_key else None,
+                       bytes(public_key).hex() if trusted_key else None)
+    return None
+
+
+def _entries(receipt: Receipt) -> list[tuple[str, int, bytes, InclusionProof | None]]:
+    out = [("forget.requested", receipt.requested_seq, receipt.requested_leaf_hash, receipt.requested_proof)]
+    if receipt.applied_seq:
+        out.append(("forget.applied", receipt.applied_seq, receipt.applied_leaf_hash, receipt.applied_proof))
+    return out
+
+
+def check_receipt_self(receipt: Receipt, trusted_key: bytes | None) -> tuple[Head | None, list[Problem]]:
+    """Steps 1 and 2: the receipt's head is signed (by `trusted_key`) and its proofs hold against it."""
+    problems: list[Problem] = []
+    if receipt.head is None:
+        return None, [Problem(None, "the receipt has no head", "a signed head", "none")]
+    try:
+        head = head_of(receipt.head)
+    except InvalidHead as exc:
+        return None, [Problem(None, f"the receipt's head is malformed: {exc}")]
+    bad = check_head_signature(head, receipt.head.signature, receipt.head.public_key, trusted_key, "the receipt's head")
+    if bad is not None:
+        problems.append(bad)
+    for name, seq, leaf, proof in _entries(receipt):
+        if proof is None:
+            problems.append(Problem(seq, f"the receipt has no inclusion proof of its {name} entry"))
+            continue
+        try:
+            verify_inclusion(leaf, seq, LedgerInclusionProof(proof.seq, proof.tree_size, leaf, proof.hashes), head)
+        except ProofError as exc:
+            problems.append(Problem(seq, f"the receipt's inclusion proof of its {name} entry fails against its own "
+                                         f"head: {exc}"))
+    return head, problems
+
+
+def verify_receipt_with_store(receipt: Receipt, store_dir: str | Path) -> ReceiptReport:
+    """Check `receipt` against the ledger file of the store at `store_dir` (no daemon needed)."""
+    from forgetd.ledger import Ledger
+
+    path = Path(store_dir) / "ledger.sqlite"
+    checks = ["signature", "inclusion in the receipt's head"]
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerError as exc:
+        return ReceiptReport(receipt.request_id, _size(receipt), None, (Problem(None, str(exc)),), tuple(checks))
+    with ledger:
+        try:
+            trusted = _genesis_key(ledger)
+            old, problems = check_receipt_self(receipt, trusted)
+            current = ledger.head()
+            if old is not None:
+                problems += _check_growth(old, current, lambda: ledger.prove_consistency(old.size, current.size).hashes)
+                checks.append("consistency with the ledger now")
+                if current.size >= old.size:
+                    for name, seq, leaf, _proof in _entries(receipt):
+                        try:
+                            stored = ledger.entry(seq).leaf_hash
+                            proof = ledger.prove_inclusion(seq, current.size)
+                            verify_inclusion(leaf, seq, LedgerInclusionProof(seq, current.size, leaf, proof.hashes),
+                                             current)
+                        except LedgerError as exc:
+                            problems.append(Problem(seq, f"the {name} entry is not in the ledger now: {exc}"))
+                            continue
+                        if stored != leaf:
+                            problems.append(Problem(seq, f"the ledger's {name} entry differs from the receipt's",
+                                                    leaf, stored))
+                    checks.append("inclusion in the ledger now")
+        except LedgerError as exc:  # a damaged file: a finding, never a crash
+            return ReceiptReport(receipt.request_id, _size(receipt), None,
+                                 (Problem(getattr(exc, "seq", None), f"the ledger cannot be read: {exc}"),), tuple(checks))
+    return ReceiptReport(receipt.request_id, _size(receipt), current, tuple(problems), tuple(checks))
+
+
+def verify_receipt_with_client(receipt: Receipt, client: Client) -> ReceiptReport:
+    """Check `receipt` against a running daemon: a signed head now, a consistency proof and inclusion proofs."""
+    from forgetd.client.errors import ForgetdClientError
+
+    checks = ["signature", "inclusion in the receipt's head"]
+    try:
+        trusted = bytes.fromhex(client.model().head_public_key)
+    except (ForgetdClientError, ValueError) as exc:
+        return ReceiptReport(receipt.request_id, _size(receipt), None,
+                             (Problem(None, f"cannot ask the server for its head key: {exc}"),), tuple(checks))
+    old, problems = check_receipt_self(receipt, trusted)
+    if old is None:
+        return ReceiptReport(receipt.request_id, _size(receipt), None, tuple(problems), tuple(checks))
+    seqs = [seq for _n, seq, _l, _p in _entries(receipt)]
+    try:
+        now = client.head(consistency_from=old.size, inclusion_seqs=seqs)
+    except ForgetdClientError as exc:
+        # The server refuses a consistency proof from a size beyond its head: the ledger shrank.
+        problems.append(Problem(old.size, f"the server cannot prove its ledger grew from the receipt's head: {exc}"))
+        return ReceiptReport(receipt.request_id, _size(receipt), None, tuple(problems), tuple(checks))
+    current = head_of(now.head)
+    bad = check_head_signature(current, now.head.signature, now.head.public_key, trusted, "the server's head now")
+    if bad is not None:
+        problems.append(bad)
+    proof = now.consistency.hashes if now.consistency is not None else ()
+    problems += _check_growth(old, current, lambda: proof)
+    checks.append("consistency with the ledger now")
+    for (name, seq, leaf, _p), inc in zip(_entries(receipt), now.inclusions):
+        try:
+            verify_inclusion(leaf, seq, LedgerInclusionProof(inc.seq, inc.tree_size, leaf, inc.hashes), current)
+        except ProofError as exc:
+            problems.append(Problem(seq, f"the {name} entry is not in the server's ledger now: {exc}"))
+    checks.append("inclusion in the ledger now")
+    return ReceiptReport(receipt.request_id, _size(receipt), current, tuple(problems), tuple(checks))
+
+
+def _check_growth(old: Head, current: Head, proof: Any) -> list[Problem]:
+    if current.size < old.size:
+        return [Problem(current.size + 1, f"the ledger has {current.size} entries but the receipt's head has "
+                        f"{old.size}: the tail from seq {current.size + 1} was truncated",
+                        f"size >= {old.size}", f"size {current.size}")]
+    try:
+        hashes: Sequence[bytes] = proof()
+        verify_consistency(old, current, ConsistencyProof(old.size, current.size, tuple(hashes)))
+    except LedgerError as exc:
+        return [Problem(old.size, f"the receipt's head is not a prefix of the ledger now (history rewritten): {exc}",
+                        old.merkle_root, current.merkle_root if current.size == old.size else None)]
+    return []
+
+
+def _genesis_key(ledger: Any) -> bytes | None:
+    """The head key the ledger's own genesis recorded: the trust anchor of a store-only check."""
+    try:
+        entry = ledger.entry(1)
+        return bytes.fromhex(entry.payload["head_public_key"]) if entry.type == "genesis" else None
+    except (LedgerError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _size(receipt: Receipt) -> int:
+    return receipt.head.size if receipt.head is not None else 0
