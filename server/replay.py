@@ -1,0 +1,235 @@
+"""Replay: re-execute the ledger's forget.applied batches on a scratch copy of an audit vault, comparing digests.
+
+The auditor (forgetd.client.audit) reads and checks the ledger itself and hands this module only what to
+run: for each batch, the strategy it asked for, its subjects' refs in the order the engine was given them,
+and the outcome and digests the ledger recorded. Raw ids are recovered here from the vault's own rows (the
+HMAC of every id under the deployment key), so the ledger never needs to hold one.
+
+Equality owed: bitwise on the same device type (the engine is deterministic there), so per-shard digests are
+compared after every batch and the first difference stops the replay (everything after it would differ
+too). A batch recorded on another device type (CUDA vs CPU) cannot be compared bitwise: its digests are
+skipped, and at the end the replayed parameters are compared with the live store's within a stated absolute
+tolerance, reported as such.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgetd.ledger import subject_ref
+
+from .errors import ForgetdError
+from .store import Manifest
+from .vault import ROWS, RECORD, copy_rows, link_or_copy
+
+__all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 1e-4  # max |delta| per parameter when a batch ran on another device type
+
+
+@dataclass(frozen=True)
+class ReplayBatch:
+    seq: int
+    strategy: str  # as asked ("auto" included): the engine resolves it as the daemon's did
+    # (subject ref, shard, slice, region, strategy, guarantee) per sample, in the order given to the engine
+    outcomes: tuple[tuple[str, int, int, str, str, str], ...]
+    version: int
+    digest: str
+    shard_digests: tuple[str, ...]
+    device: str | None  # where the daemon ran it; None = unknown (taken to be the training device)
+
+
+@dataclass(frozen=True)
+class ReplayMismatch:
+    seq: int | None
+    what: str
+    expected: str | None = None
+    actual: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: int  # batches re-executed
+    skipped: int  # batches that forgot nothing (checked: the model did not move)
+    device: str
+    bitwise: bool  # every batch compared bitwise; False: some only within `tolerance` at the end
+    mismatch: ReplayMismatch | None
+    seconds: float  # wall time: scratch copy, open, every forget
+    forget_seconds: float  # the engine's own time in forget(), comparable with the ledger's apply_micros
+    version: int | None  # the replayed final state
+    digest: str | None
+    shard_digests: tuple[str, ...]
+    max_abs_diff: float | None = None  # set when compared within tolerance
+    tolerance: float | None = None
+
+
+def default_device(recorded: str | None) -> str:
+    """Replay where the store was trained when this machine has that kind of device; else on the CPU."""
+    import torch
+
+    if recorded is not None and recorded.startswith("cuda") and torch.cuda.is_available():
+        return "cuda:0" if recorded == "cuda" else recorded
+    return "cpu"
+
+
+def _device_type(device: str | None) -> str | None:
+    return None if device is None else device.split(":")[0]
+
+
+def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
+    """A private, writable copy of `vault` that Engine.open accepts (links for files, a copy of the rows)."""
+    scratch = parent / f".replay-{os.getpid()}-{os.urandom(4).hex()}"
+    scratch.mkdir(parents=True)
+    for src in sorted(vault.rglob("*")):
+        rel = src.relative_to(vault)
+        dst = scratch / rel
+        if src.is_dir():
+            dst.mkdir(exist_ok=True)
+        elif src.name == ROWS:
+            copy_rows(src, dst)
+        elif src.name != RECORD:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(src, dst)
+    (scratch / "keys").mkdir(mode=0o700)
+    fd = os.open(scratch / "keys" / "subject.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(subject_key)
+    return scratch
+
+
+def remove_scratch(scratch: Path) -> None:
+    for rows in scratch.glob(f"{ROWS}*"):
+        rows.unlink(missing_ok=True)  # the held rows first
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def replay(
+    vault: Path,
+    subject_key: bytes,
+    batches: Sequence[ReplayBatch],
+    *,
+    device: str = "cpu",
+    recorded_device: str | None = None,
+    scratch_parent: Path,
+    live_store: Path | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    on_step: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Replay `batches` (in ledger order) from the state in `vault`; stop at the first difference.
+
+    `recorded_device` is where batches without a device of their own ran (the training device).
+    `live_store`, when given, is compared with the final state within `tolerance` if any batch could not be
+    compared bitwise. `on_step(n)` is called after each batch (a progress bar).
+    """
+    from .engine import Engine  # torch
+
+    started = time.perf_counter()
+    scratch = make_scratch(vault, scratch_parent, subject_key)
+    engine = None
+    replayed = skipped = 0
+    forget_seconds = 0.0
+    bitwise = True
+    mismatch: ReplayMismatch | None = None
+
+    def result(**extra: object) -> ReplayResult:
+        state = (engine.version, engine.digest(), tuple(engine.shard_digests())) if engine is not None else (None, None, ())
+        return ReplayResult(replayed, skipped, device, bitwise, mismatch, time.perf_counter() - started,
+                            forget_seconds, state[0], state[1], state[2], **extra)  # type: ignore[arg-type]
+
+    try:
+        try:
+            engine = Engine.open(scratch, device=device)
+        except ForgetdError as exc:
+            mismatch = ReplayMismatch(None, f"the vault does not open as a store: {exc}")
+            return result()
+        by_ref = {subject_ref(subject_key, sid): sid for sid in engine.sample_ids()}
+        for batch in batches:
+            mismatch, seconds = _replay_one(engine, batch, by_ref)
+            same_device = _device_type(batch.device or recorded_device) == _device_type(device)
+            if mismatch is not None and (same_device or mismatch.what.startswith(("replay", "subject", "sample"))):
+                return result()
+            mismatch = None
+            if batch.outcomes:
+                replayed += 1
+                forget_seconds += seconds
+            else:
+                skipped += 1
+            bitwise = bitwise and same_device
+            if on_step is not None:
+                on_step(1)
+        if not bitwise and live_store is not None:
+            diff = _max_abs_diff(engine, live_store)
+            if diff is None or diff > tolerance:
+                mismatch = ReplayMismatch(None, f"replayed parameters differ from the live store's beyond the "
+                                                f"tolerance {tolerance:g} (batches ran on another device type)",
+                                          f"max |delta| <= {tolerance:g}", "unreadable" if diff is None else f"{diff:.3g}")
+            return result(max_abs_diff=diff, tolerance=tolerance)
+        return result()
+    finally:
+        if engine is not None:
+            engine.close()
+        remove_scratch(scratch)
+
+
+def _replay_one(eng: Any, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:
+    """The first difference between the batch as recorded and as replayed (None: none), and the engine's time."""
+    if not batch.outcomes:  # the daemon changed nothing: neither may the ledger's digests
+        if batch.digest != eng.digest():
+            return ReplayMismatch(batch.seq, "a batch that forgot nothing records another model",
+                                  eng.digest(), batch.digest), 0.0
+        return None, 0.0
+    ids = []
+    for ref, *_rest in batch.outcomes:
+        sid = by_ref.get(ref)
+        if sid is None:
+            return ReplayMismatch(batch.seq, f"subject {ref} is in no row of the vault: its data is missing, "
+                                             "so the batch cannot be replayed", "a row with this subject ref",
+                                  "none"), 0.0
+        ids.append(sid)
+    try:
+        got = eng.forget(ids, batch.strategy)
+    except ForgetdError as exc:
+        return ReplayMismatch(batch.seq, f"replaying the batch failed: {exc}"), 0.0
+    return _compare(batch, got), float(got.seconds)
+
+
+def _compare(batch: ReplayBatch, got: Any) -> ReplayMismatch | None:
+    for want, have in zip(batch.outcomes, got.samples):
+        have_t = (want[0], int(have.shard), int(have.slice), str(have.region), str(have.strategy),
+                  str(have.guarantee).lower())
+        if have_t != tuple(want):
+            return ReplayMismatch(batch.seq, f"sample {want[0][:16]}... was routed differently on replay",
+                                  _fmt(want[1:]), _fmt(have_t[1:]))
+    if got.version != batch.version:
+        return ReplayMismatch(batch.seq, "replayed model version differs", str(batch.version), str(got.version))
+    for k, (want_d, have_d) in enumerate(zip(batch.shard_digests, got.shard_digests)):
+        if want_d != have_d:
+            return ReplayMismatch(batch.seq, f"shard {k}'s parameters differ after replay", want_d, have_d)
+    if len(batch.shard_digests) != len(got.shard_digests) or got.digest != batch.digest:
+        return ReplayMismatch(batch.seq, "the model digest differs after replay", batch.digest, got.digest)
+    return None
+
+
+def _fmt(outcome: Sequence[object]) -> str:
+    shard, sl, region, strategy, guarantee = outcome
+    return f"shard {shard} slice {sl} {region} {strategy} ({guarantee})"
+
+
+def _max_abs_diff(engine: object, live_store: Path) -> float | None:
+    try:
+        manifest = Manifest.read(live_store / "CURRENT.json")
+        worst = 0.0
+        for k, replayed in enumerate(engine._shards):  # type: ignore[attr-defined]
+            live = np.load(live_store / "artifacts" / manifest.files[f"shard{k}.params"], allow_pickle=False)[-1]
+            worst = max(worst, float(np.max(np.abs(live.astype(np.float64) - replayed.checkpoints.live))))
+        return worst
+    except (OSError, ValueError, KeyError, ForgetdError):
+        return None
