@@ -1,0 +1,580 @@
+"""The auditor: `audit(store)` proves, from the store and its ledger alone, what the model is and what it forgot.
+
+    report = audit("store/", receipt=load_receipt("r.json"), server="127.0.0.1:50051")
+    print(report.text()); sys.exit(0 if report.ok else 1)
+
+Checks, in order; each passes or fails, and a failure names its first offending item (seq, expected, actual):
+
+1. chain    verify_ledger (every hash, canonical bytes, gapless seq, triggers, integrity); consistency with an
+            expected head or a receipt's head; the receipt head's Ed25519 signature under the key genesis
+            recorded; every event follows the schema and from the events before it.
+2. genesis  the vault replay starts from (audit/genesis, or the one the latest audit.verified sealed) matches
+            the digests the ledger committed for it: every file, the rows' content digest, its parameters;
+            for the genesis vault also the initial checkpoints and increments genesis.engine.artifacts lists.
+3. replay   on a scratch copy of the vault, every later forget.applied is re-executed with its recorded
+            strategy, comparing per-shard digests after each (forgetd.server.replay: needs the server extra).
+            Requests without their forget.applied are named as pending.
+4. data     no forgotten subject has a row in the live store (subject refs under the deployment key); the
+            live parameters are the head's. Separately, how many forgotten subjects' rows a vault still holds,
+            pending the next seal: a notice the auditor sees, not a failure.
+5. live     (with a server) the serving model's version and digests are the head's; its signed head verifies
+            under genesis's key and extends the store's ledger.
+
+`seal=True`, once every check passed, snapshots the verified state as a new vault, appends `audit.verified`
+(see forgetd.client.audit_events) and deletes the older vault, so the rows it held are gone and later audits
+replay from the new snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from forgetd.client import audit_store
+from forgetd.client.audit_events import AUDIT_VERIFIED, Batch, Events, fold
+from forgetd.client.audit_store import StoreUnreadable
+from forgetd.client.receipts import check_head_signature, check_receipt_self, head_of
+from forgetd.client.types import Receipt
+from forgetd.ledger import ConsistencyProof, Head, LedgerError, Problem, subject_ref, verify_consistency, verify_ledger
+
+if TYPE_CHECKING:
+    from forgetd.client.client import Client
+
+__all__ = ["AuditReport", "CheckResult", "audit", "PASSED", "FAILED", "SKIPPED"]
+
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+MAX_LISTED = 50  # problems listed per check; the rest are counted
+SERVER_EXTRA = "replay needs the server extra (torch): pip install 'forgetd[server]', or run with --chain-only"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # passed | failed | skipped
+    summary: str
+    problems: tuple[Problem, ...] = ()
+    notices: tuple[str, ...] = ()  # what the auditor must see without it being a failure (pending work)
+    seconds: float = 0.0
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    problems_omitted: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "summary": self.summary,
+                "problems": [p.to_dict() for p in self.problems], "problems_omitted": self.problems_omitted,
+                "notices": list(self.notices), "seconds": round(self.seconds, 6), "figures": dict(self.figures)}
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    store: str
+    head: Head | None
+    checks: tuple[CheckResult, ...]
+    sealed: Mapping[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.status != FAILED for c in self.checks) and self.checks[0].status == PASSED
+
+    def check(self, name: str) -> CheckResult:
+        return next(c for c in self.checks if c.name == name)
+
+    def text(self) -> str:
+        lines = [f"forgetd verify {self.store}"]
+        for c in self.checks:
+            lines.append(f"  {c.name:<8} {c.status.upper() if c.status == FAILED else c.status:<8} {c.summary}")
+            for p in c.problems[:5]:
+                lines.append(f"           - {p}")
+            more = len(c.problems) - 5 + c.problems_omitted
+            if more > 0:
+                lines.append(f"           ... and {more} more")
+            for n in c.notices:
+                lines.append(f"           notice: {n}")
+        if self.sealed:
+            lines.append(f"sealed: audit.verified at seq {self.sealed['seq']}; replays now start from vault "
+                         f"audit/{self.sealed['vault']}" + (f"; removed {', '.join(self.sealed['removed'])}"
+                                                            if self.sealed["removed"] else ""))
+        failed = [c.name for c in self.checks if c.status == FAILED]
+        lines.append("verified: every check passed" if self.ok else f"NOT verified: {', '.join(failed)} failed")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "store": self.store, "head": self.head.to_dict() if self.head else None,
+                "head_hex": self.head.to_hex() if self.head else None,
+                "checks": [c.to_dict() for c in self.checks], "sealed": dict(self.sealed) if self.sealed else None}
+
+
+class _Check:
+    """Collects one check's findings; `done()` makes the frozen result."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = time.perf_counter()
+        self.problems: list[Problem] = []
+        self.notices: list[str] = []
+        self.figures: dict[str, Any] = {}
+
+    def add(self, seq: int | None, what: str, expected: object = None, actual: object = None) -> None:
+        self.problems.append(Problem(seq, what, expected, actual))
+
+    def done(self, summary: str, failed_summary: str | None = None) -> CheckResult:
+        failed = bool(self.problems)
+        listed = tuple(self.problems[:MAX_LISTED])
+        return CheckResult(self.name, FAILED if failed else PASSED,
+                           (failed_summary or f"{len(self.problems)} problem(s); first: {self.problems[0]}")
+                           if failed else summary,
+                           listed, tuple(self.notices), time.perf_counter() - self.started, self.figures,
+                           len(self.problems) - len(listed))
+
+
+def _skipped(name: str, why: str) -> CheckResult:
+    return CheckResult(name, SKIPPED, why)
+
+
+# ------------------------------------------------------------------------------------------------ the audit
+
+
+def audit(
+    store: str | Path,
+    *,
+    expect_head: Head | str | None = None,
+    receipt: Receipt | None = None,
+    server: str | Client | None = None,
+    chain_only: bool = False,
+    key_file: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    seal: bool = False,
+) -> AuditReport:
+    """Run the checks on the store at `store` (see the module docstring) and return the report."""
+    root = Path(store)
+    if isinstance(expect_head, str):
+        expect_head = Head.from_hex(expect_head)
+    checks: list[CheckResult] = []
+    chain, head, events = _check_chain(root, expect_head, receipt)
+    checks.append(chain)
+    later = ["genesis", "replay", "data", "live"]
+    if chain_only:
+        return AuditReport(str(root), head, tuple(checks + [_skipped(n, "not run (--chain-only)") for n in later]))
+    if chain.status != PASSED or events is None or head is None:
+        why = "not run: the chain did not verify, so its events cannot be trusted"
+        return AuditReport(str(root), head, tuple(checks + [_skipped(n, why) for n in later]))
+    key = _subject_key(root, key_file)
+    base = _base(events)
+    genesis = _check_genesis(root, events, base)
+    checks.append(genesis)
+    replayed = None
+    if genesis.status != PASSED:
+        checks.append(_skipped("replay", "not run: the vault does not match what the ledger committed"))
+    else:
+        replay_check, replayed = _check_replay(root, events, base, key, device, progress)
+        checks.append(replay_check)
+    checks.append(_check_data(root, events, key, base))
+    checks.append(_check_live(server, events, head) if server is not None else _skipped("live", "not run (no --server)"))
+    report = AuditReport(str(root), head, tuple(checks))
+    if seal:
+        if not report.ok or replayed is None:
+            return report
+        return AuditReport(str(root), head, tuple(checks), _seal(root, events, head, base, replayed))
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ 1. chain
+
+
+def _check_chain(root: Path, expect_head: Head | None, receipt: Receipt | None) -> tuple[CheckResult, Head | None, Events | None]:
+    c = _Check("chain")
+    path = root / "ledger.sqlite"
+    if not path.is_file():
+        c.add(None, f"no ledger at {path}", "ledger.sqlite", "none")
+        return c.done(""), None, None
+    receipt_head = None
+    if receipt is not None and receipt.head is not None:
+        try:
+            receipt_head = head_of(receipt.head)
+        except LedgerError as exc:
+            c.add(None, f"the receipt's head is malformed: {exc}")
+    expected = expect_head or receipt_head
+    report = verify_ledger(path, expect_head=expected)
+    c.problems.extend(report.problems)
+    c.figures.update(entries=report.entries, seconds=round(report.elapsed_s, 6),
+                     entries_per_s=int(report.entries / report.elapsed_s) if report.elapsed_s > 0 else None)
+    if expect_head is not None and receipt_head is not None:
+        # Both given: the receipt's head needs its own pass (only its new findings are added).
+        seen = set(report.problems)
+        c.problems.extend(p for p in verify_ledger(path, expect_head=receipt_head).problems if p not in seen)
+    events = fold(_read_events(path, c))
+    c.problems.extend(events.problems)
+    if receipt is not None:
+        _, problems = check_receipt_self(receipt, events.head_public_key)
+        c.problems.extend(problems)
+        if receipt.requested_seq and receipt.request_id not in events.requests:
+            c.add(receipt.requested_seq, f"the receipt's request {receipt.request_id!r} is not in the ledger's events")
+    head = report.head
+    against = f", consistent with the {'receipt' if receipt else 'expected'} head" if expected else ""
+    rate = c.figures["entries_per_s"]
+    summary = (f"{report.entries} entries, head {head.to_hex()[:24] if head else '-'}...{against}"
+               + (f" ({rate:,} entries/s)" if rate else ""))
+    return c.done(summary), head, events if not c.problems else None
+
+
+def _read_events(path: Path, c: _Check) -> list[tuple[int, str, Any]]:
+    """(seq, type, payload) per row, read raw: rows verify_ledger already reported are skipped, not raised on."""
+    out = []
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT seq, type, envelope FROM entries ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        c.add(None, f"cannot read the ledger's entries: {exc}")
+        return out
+    for seq, etype, envelope in rows:
+        try:
+            payload = json.loads(envelope)["payload"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if isinstance(seq, int) and isinstance(etype, str):
+            out.append((seq, etype, payload))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ 2. genesis
+
+
+@dataclass(frozen=True)
+class _Base:
+    """Where replay starts: the vault the ledger last committed and the ledger size it stands for."""
+
+    name: str | None
+    record: Mapping[str, Any] | None
+    size: int  # batches with seq > size are replayed
+    version: int
+    digest: str
+    seq: int  # the event that committed it (genesis or audit.verified)
+    is_genesis: bool
+
+
+def _base(events: Events) -> _Base:
+    if events.audits:
+        a = events.audits[-1]
+        return _Base(_name(a.vault), a.vault, a.verified_size, a.model.version, a.model.digest, a.seq, False)
+    vault = events.genesis.get("vault") if events.genesis else None
+    model = events.genesis_model
+    return _Base(_name(vault), vault if isinstance(vault, Mapping) else None, 1,
+                 model.version if model else 0, model.digest if model else "", 1, True)
+
+
+def _name(record: Any) -> str | None:
+    name = record.get("name") if isinstance(record, Mapping) else None
+    return name if isinstance(name, str) and name and "/" not in name and not name.startswith(".") else None
+
+
+def _check_genesis(root: Path, events: Events, base: _Base) -> CheckResult:
+    c = _Check("genesis")
+    where = "genesis" if base.is_genesis else f"audit.verified (seq {base.seq})"
+    if base.record is None or base.name is None:
+        c.add(base.seq, f"{where} records no audit vault, so no replay can start (a ledger from before the vault)",
+              "a vault record", "none")
+        return c.done("")
+    vault = root / "audit" / base.name
+    if not vault.is_dir():
+        c.add(base.seq, f"the vault {where} committed is missing", f"audit/{base.name}", "no such directory")
+        return c.done("")
+    files = base.record.get("files")
+    if not isinstance(files, Mapping):
+        c.add(base.seq, "the vault record has no file digests", "files", "none")
+        return c.done("")
+    for rel, want in sorted(files.items()):
+        try:
+            have = audit_store.sha256_file(vault / rel)
+        except StoreUnreadable:
+            have = "missing"
+        if have != want:
+            c.add(base.seq, f"vault file audit/{base.name}/{rel} differs from what {where} recorded", want, have)
+    extra = sorted(p.relative_to(vault).as_posix() for p in vault.rglob("*")
+                   if p.is_file() and p.name not in ("rows.sqlite", "vault.json") and p.relative_to(vault).as_posix() not in files)
+    for rel in extra:
+        c.add(base.seq, f"vault file audit/{base.name}/{rel} is not in the record {where} committed", "absent", "present")
+    try:
+        digest, count = audit_store.rows_digest(vault / "rows.sqlite", immutable=True)
+        if digest != base.record.get("rows_digest"):
+            c.add(base.seq, f"the vault's training rows differ from what {where} recorded ({count} rows)",
+                  base.record.get("rows_digest"), digest)
+        version, model_digest, _ = audit_store.live_parameters(vault)
+        if (version, model_digest) != (base.version, base.digest):
+            c.add(base.seq, f"the vault's parameters are not the model {where} recorded",
+                  f"version {base.version} {base.digest}", f"version {version} {model_digest}")
+    except StoreUnreadable as exc:
+        c.add(base.seq, str(exc))
+        count = 0
+    if base.is_genesis and events.genesis is not None:
+        _check_engine_artifacts(vault, events.genesis.get("engine"), c)
+    c.figures.update(vault=base.name, files=len(files), rows=count)
+    return c.done(f"vault audit/{base.name}: {len(files)} files, {count} rows and the version-{base.version} "
+                  f"parameters match {where}")
+
+
+def _check_engine_artifacts(vault: Path, engine: Any, c: _Check) -> None:
+    """The initial checkpoints, increments, index, layout and refs against genesis.engine.artifacts."""
+    artifacts = engine.get("artifacts") if isinstance(engine, Mapping) else None
+    if not isinstance(artifacts, Mapping):
+        c.add(1, "genesis records no artifact digests", "engine.artifacts", "none")
+        return
+    try:
+        manifest_files = audit_store.read_json(vault / "CURRENT.json")["files"]
+    except (StoreUnreadable, KeyError, TypeError) as exc:
+        c.add(1, f"the vault's manifest is unreadable: {exc}")
+        return
+    for logical, want in sorted(artifacts.items()):
+        if logical in manifest_files:
+            rel = f"artifacts/{manifest_files[logical]}"
+        elif logical.endswith(".index"):
+            rel = f"index/{logical[:-len('.index')]}.npz"
+        else:
+            rel = {"layout": "layout.npz", "refs": "refs.npy"}.get(logical, logical)
+        try:
+            have = audit_store.sha256_file(vault / rel)
+        except StoreUnreadable:
+            have = "missing"
+        if have != want:
+            c.add(1, f"{logical} ({rel}) differs from the digest genesis recorded", want, have)
+
+
+# ------------------------------------------------------------------------------------------------ 3. replay
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    batches: int
+    device: str
+    bitwise: bool
+
+
+def _check_replay(root: Path, events: Events, base: _Base, key: bytes | None, device: str | None,
+                  progress: bool) -> tuple[CheckResult, _Replayed | None]:
+    c = _Check("replay")
+    for req in events.pending():
+        c.notices.append(f"request {req.request_id!r} (seq {req.seq}) is pending: no forget.applied yet")
+    batches = [b for b in events.batches if b.seq > base.size]
+    if key is None:
+        c.add(None, "no subject key: give --key-file, or keep keys/subject.key in the store", "a key file", "none")
+        return c.done(""), None
+    if not batches:
+        c.figures.update(replayed=0)
+        return c.done(f"nothing to replay after seq {base.size}"), _Replayed(0, device or "cpu", True)
+    try:
+        from forgetd.server import replay as replay_mod
+    except ModuleNotFoundError as exc:
+        if exc.name in ("torch", "numpy"):
+            c.add(None, SERVER_EXTRA)
+            return c.done(""), None
+        raise
+    recorded = events.genesis.get("engine", {}).get("device") if events.genesis else None
+    device = device or replay_mod.default_device(recorded if isinstance(recorded, str) else None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(batches), desc="replay", unit="batch", file=sys.stderr, disable=not progress, leave=False)
+    try:
+        result = replay_mod.replay(
+            root / "audit" / str(base.name), key, [_to_replay(replay_mod, b) for b in batches], device=device,
+            recorded_device=recorded if isinstance(recorded, str) else None, scratch_parent=root / "audit",
+            live_store=root, on_step=bar.update,
+        )
+    finally:
+        bar.close()
+    if result.mismatch is not None:
+        m = result.mismatch
+        c.add(m.seq, m.what, m.expected, m.actual)
+    recorded_s = sum(b.apply_micros for b in batches) / 1e6
+    ratio = result.seconds / recorded_s if recorded_s > 0 else None
+    c.figures.update(replayed=result.replayed, skipped=result.skipped, device=result.device, bitwise=result.bitwise,
+                     seconds=round(result.seconds, 6), forget_seconds=round(result.forget_seconds, 6),
+                     daemon_seconds=round(recorded_s, 6), ratio=round(ratio, 4) if ratio else None,
+                     max_abs_diff=result.max_abs_diff, tolerance=result.tolerance)
+    how = ("bitwise" if result.bitwise else
+           f"within tolerance {result.tolerance:g} (max |delta| {result.max_abs_diff:.3g}; some batches ran on "
+           "another device type)")
+    summary = (f"{result.replayed} batch(es) from audit/{base.name} replayed {how} on {result.device} in "
+               f"{result.seconds:.2f} s (the daemon applied them in {recorded_s:.2f} s"
+               + (f", {ratio:.2f}x)" if ratio else ")"))
+    return c.done(summary), _Replayed(result.replayed, result.device, result.bitwise)
+
+
+def _to_replay(mod: Any, b: Batch) -> Any:
+    return mod.ReplayBatch(
+        seq=b.seq, strategy=b.strategy,
+        outcomes=tuple((o.subject_ref, o.shard, o.slice, o.region, o.strategy, o.guarantee) for o in b.subjects),
+        version=b.model.version, digest=b.model.digest, shard_digests=b.model.shard_digests, device=b.device,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ 4. data
+
+
+def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> CheckResult:
+    c = _Check("data")
+    live = events.live_model()
+    try:
+        version, digest, shards = audit_store.live_parameters(root)
+        if live is not None and (version, digest) != (live.version, live.digest):
+            c.add(events.size, "the store's live parameters are not the model the ledger's head describes",
+                  f"version {live.version} {live.digest}", f"version {version} {digest}")
+            for k, (want, have) in enumerate(zip(live.shard_digests, shards)):
+                if want != have:
+                    c.add(events.size, f"shard {k}'s live parameters differ", want, have)
+                    break
+    except StoreUnreadable as exc:
+        c.add(None, str(exc))
+    if key is None:
+        c.add(None, "no subject key: give --key-file, or keep keys/subject.key in the store", "a key file", "none")
+        return c.done("")
+    forgotten = events.forgotten
+    rows = 0
+    try:
+        for ord_, sid, _y, _x in audit_store.iter_rows(root / "rows.sqlite"):
+            rows += 1
+            if not isinstance(sid, str):
+                c.add(None, f"live row ord {ord_} has a malformed id", "a string", type(sid).__name__)
+                continue
+            seq = forgotten.get(subject_ref(key, sid))
+            if seq is not None:
+                c.add(seq, f"the row of a subject forgotten at seq {seq} is in the live data store (row ord {ord_}, "
+                           f"subject {subject_ref(key, sid)})", "no row", f"row ord {ord_}")
+    except StoreUnreadable as exc:
+        c.add(None, str(exc))
+    for name, held in _vault_holdings(root, forgotten, key):
+        if name == base.name:
+            c.notices.append(f"vault audit/{name} still holds {held} row(s) of forgotten subjects, pending the next "
+                             "seal (forgetd verify --seal)")
+        else:
+            c.notices.append(f"vault audit/{name} is not the one the ledger committed last and holds {held} row(s) "
+                             "of forgotten subjects; the next seal removes it")
+    c.figures.update(rows=rows, forgotten=len(forgotten))
+    head_version = live.version if live else 0
+    return c.done(f"none of the {len(forgotten)} forgotten subjects has a row among the {rows} live rows; live "
+                  f"parameters are the head's (version {head_version})")
+
+
+def _vault_holdings(root: Path, forgotten: Mapping[str, int], key: bytes) -> list[tuple[str, int]]:
+    out = []
+    audit_dir = root / "audit"
+    if not audit_dir.is_dir():
+        return out
+    for vault in sorted(p for p in audit_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        held = 0
+        try:
+            for _o, sid, _y, _x in audit_store.iter_rows(vault / "rows.sqlite", immutable=True):
+                if isinstance(sid, str) and subject_ref(key, sid) in forgotten:
+                    held += 1
+        except StoreUnreadable:
+            continue
+        if held or not vault.name:
+            out.append((vault.name, held))
+    return out
+
+
+def _subject_key(root: Path, key_file: str | Path | None) -> bytes | None:
+    path = Path(key_file) if key_file is not None else root / "keys" / "subject.key"
+    try:
+        key = path.read_bytes()
+    except OSError:
+        return None
+    return key or None
+
+
+# ------------------------------------------------------------------------------------------------ 5. live
+
+
+def _check_live(server: str | Client, events: Events, head: Head) -> CheckResult:
+    from forgetd.client.client import Client
+    from forgetd.client.errors import ForgetdClientError
+
+    c = _Check("live")
+    client = Client(server) if isinstance(server, str) else server
+    want = events.live_model()
+    try:
+        info = client.model()
+        if want is not None and (info.version, info.digest) != (want.version, want.digest):
+            c.add(head.size, "the server serves a model other than the ledger head's",
+                  f"version {want.version} {want.digest}", f"version {info.version} {info.digest}")
+        elif want is not None and tuple(info.shard_digests) != want.shard_digests:
+            c.add(head.size, "the server's shard digests differ from the ledger head's", list(want.shard_digests),
+                  list(info.shard_digests))
+        if events.head_public_key is not None and info.head_public_key != events.head_public_key.hex():
+            c.add(1, "the server's head key is not the one genesis recorded", events.head_public_key.hex(),
+                  info.head_public_key)
+        answer = client.predict([[0.0] * info.num_features])
+        if want is not None and (answer.model_version, answer.model_digest) != (want.version, want.digest):
+            c.add(head.size, "Predict was answered by a model other than the ledger head's",
+                  f"version {want.version} {want.digest}", f"version {answer.model_version} {answer.model_digest}")
+        now = client.head(consistency_from=head.size)
+        server_head = head_of(now.head)
+        bad = check_head_signature(server_head, now.head.signature, now.head.public_key, events.head_public_key,
+                                   "the server's head")
+        if bad is not None:
+            c.problems.append(bad)
+        try:
+            hashes = now.consistency.hashes if now.consistency is not None else ()
+            verify_consistency(head, server_head, ConsistencyProof(head.size, server_head.size, tuple(hashes)))
+        except LedgerError as exc:
+            c.add(head.size, f"the server's ledger does not extend the store's: {exc}", head.to_hex(),
+                  server_head.to_hex())
+        if server_head.size != head.size:
+            c.notices.append(f"the server's ledger has {server_head.size} entries, the store's {head.size}: "
+                             "compared against the store's head")
+    except ForgetdClientError as exc:
+        c.add(None, f"cannot query the server: {exc}")
+    finally:
+        if isinstance(server, str):
+            client.close()
+    v = want.version if want else 0
+    return c.done(f"the server serves version {v}, the ledger head's, and its signed head extends the store's")
+
+
+# ------------------------------------------------------------------------------------------------ the seal
+
+
+def _seal(root: Path, events: Events, head: Head, base: _Base, replayed: _Replayed) -> dict[str, Any]:
+    """Snapshot the verified state as a new vault, commit it in audit.verified, delete the older vaults."""
+    from forgetd.ledger import Ledger
+    from forgetd.server import vault as vault_mod
+
+    live = events.live_model()
+    assert live is not None
+    name = f"head{head.size}"
+    record = vault_mod.create_vault(root, name)
+    version, digest, _ = audit_store.live_parameters(root / "audit" / name)
+    if (version, digest) != (live.version, live.digest):
+        vault_mod.remove_vault(root, name)
+        raise StoreSealError(f"the store moved on while it was audited (it is at version {version}, the audit "
+                             f"verified version {live.version}); run forgetd verify --seal again")
+    payload = {
+        "verified": head.to_dict(),
+        "model": live.to_dict(),
+        "vault": record.to_json(),
+        "replayed": replayed.batches,
+        "replay_device": replayed.device,
+        "bitwise": replayed.bitwise,
+        "previous_vault": base.name or "",
+    }
+    with Ledger(root / "ledger.sqlite") as ledger:
+        entry = ledger.append(AUDIT_VERIFIED, payload, event_id=f"{AUDIT_VERIFIED}:{head.size}")
+    removed = [n for n in vault_mod.vault_names(root) if n != name]
+    for old in removed:
+        vault_mod.remove_vault(root, old)
+    return {"seq": entry.seq, "vault": name, "removed": removed}
+
+
+class StoreSealError(Exception):
+    """The seal was refused: the store changed between the audit and its snapshot."""
+
+
+ProgressCallback = Callable[[int], None]
