@@ -21,8 +21,8 @@ _COMMANDS: dict[str, str] = {
     "forget": "forgetd.client.commands:forget",
     "status": "forgetd.client.commands:status",
     "model": "forgetd.client.commands:model",
-    "verify": "forgetd.client.commands:verify",
-    "receipt": "forgetd.client.commands:receipt",
+    "verify": "forgetd.client.audit_cli:verify",
+    "receipt": "forgetd.client.audit_cli:receipt",
 }
 
 
