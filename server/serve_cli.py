@@ -96,7 +96,8 @@ def serve(store: Path | None, listen: str, device: str, token_file: Path | None,
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        log.info("listening on %s; loading %s", daemon.address, config.store)
+        # Printed whatever the log level: scripts and tests read the bound address (port 0) from it.
+        click.echo(f"forgetd: listening on {daemon.address}; loading {config.store}", err=True)
         daemon.start()
     except (ForgetdError, LedgerError, MalformedEvent) as exc:
         raise click.ClickException(str(exc)) from exc
