@@ -26,7 +26,7 @@ class SignedHead:
     size: int
     chain_hash: bytes
     merkle_root: bytes
-    signature: bytes  # Ed25519 over the head's canonical bytes (forgetd.ledger.signing)
+    signature: bytes  # Ed25519 over forgetd.ledger.signing.head_message(head)
     public_key: bytes  # raw 32 bytes
 
 
@@ -58,7 +58,7 @@ class Journal:
         self._signing = signing
         self._ledger = Ledger(ledger_path)
         self._key = signing.load_or_create_signing_key(key_path)
-        self.public_key: bytes = signing.public_key_bytes(self._key)
+        self.public_key: bytes = self._key.public_key
         self._lock = threading.Lock()
         self._signed: tuple[Any, bytes] | None = None  # (head, signature) of the last head signed
 
@@ -121,7 +121,7 @@ class Journal:
     def _sign(self, head: Any) -> bytes:
         # Heads repeat between appends (every read answers with one); sign each only once.
         if self._signed is None or self._signed[0] != head:
-            self._signed = (head, self._signing.sign_head(self._key, head))
+            self._signed = (head, self._signing.sign_head(self._key, head).signature)
         return self._signed[1]
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from forgetd.ledger import Head, InclusionProof, Ledger, verify_ledger
+from forgetd.ledger import BadSignature, Head, InclusionProof, Ledger, verify_ledger
 from forgetd.ledger.proofs import ConsistencyProof
 from forgetd.server.daemon import MIB
 from forgetd.server.engine import Engine
@@ -331,9 +331,9 @@ def test_ledger_head_is_signed_and_proves_inclusion_and_consistency(daemon: Runn
     assert head.size == 3 and len(head.signature) == 64
     from forgetd.ledger import signing
 
-    signing.verify_head(head.public_key, head_of(head), head.signature)  # raises BadSignature on a bad one
-    with pytest.raises(Exception):
-        signing.verify_head(head.public_key, head_of(old), head.signature)
+    signing.verify_signed_head(signing.SignedHead(head_of(head), head.signature, head.public_key), head.public_key)
+    with pytest.raises(BadSignature):  # the signature covers this head, not the older one
+        signing.verify_signed_head(signing.SignedHead(head_of(old), head.signature, head.public_key))
     Ed25519PublicKey.from_public_bytes(head.public_key)  # a well-formed raw key
     c = answer.consistency
     ConsistencyProof(c.old_size, c.new_size, tuple(c.hashes)).verify(head_of(old), head_of(head))
