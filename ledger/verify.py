@@ -420,7 +420,7 @@ def _row_problems(row: tuple[Any, ...], expected: int, found: _Findings, *, chec
         found.add(expected, f"missing: the next row has seq {seq}", f"seq {expected}", f"seq {seq}")
         name = seq
     if not isinstance(seq, int) or isinstance(seq, bool):
-        found.add(name, "seq column is not an integer", "an integer", seq)
+        found.add(name, "seq column is not an integer", "an integer", repr(seq))
     elif seq < expected:
         found.add(name, f"row out of place: seq column {seq} where seq {expected} or later was due",
                   f">= {expected}", seq)
@@ -432,11 +432,11 @@ def _row_problems(row: tuple[Any, ...], expected: int, found: _Findings, *, chec
         for key, column in (("seq", seq), ("event_id", event_id), ("type", etype), ("v", v),
                             ("recorded_at", recorded_at)):
             if key in obj and (obj[key] != column or type(obj[key]) is not type(column)):
-                found.add(name, f"column {key} differs from the envelope's {key}", obj[key], column)
+                found.add(name, f"column {key} differs from the envelope's {key}", repr(obj[key]), repr(column))
     elif obj is not None or problem_envelope is None:
         found.add(name, "envelope is not a JSON object")
     if not (isinstance(v, int) and not isinstance(v, bool) and v == SCHEMA_VERSION):
-        found.add(name, "unknown schema version", SCHEMA_VERSION, v)
+        found.add(name, "unknown schema version", repr(SCHEMA_VERSION), repr(v))
     for what, value in (("event_id", event_id), ("type", etype)):
         if not isinstance(value, str) or not value:
             found.add(name, f"{what} must be a non-empty string", "a non-empty string", value)
