@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from forgetd.client.client import Client, TlsConfig
-from forgetd.client.errors import ForgetdClientError
+from forgetd.client.errors import DeadlineExceeded, ForgetdClientError
 from forgetd.client.types import STRATEGIES, ModelInfo, Prediction, Receipt, to_jsonable
 
 DEFAULT_SERVER = "127.0.0.1:50051"  # where `forgetd serve` listens by default
@@ -53,11 +54,13 @@ def _client(server: str, token_file: Path | None, tls_ca: Path | None, tls_cert:
 
 
 @contextlib.contextmanager
-def _reported(client: Client) -> Iterator[Client]:
+def _reported(client: Client, *, on_timeout: str = "") -> Iterator[Client]:
     """Closes the client; a failed call becomes click's one-line `Error: ...` and exit code 1."""
     try:
         with client:
             yield client
+    except DeadlineExceeded as exc:
+        raise click.ClickException(f"{exc}{on_timeout}") from exc
     except ForgetdClientError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -118,7 +121,9 @@ def predict(csv_file: TextIO | None, json_rows: Any, output: str, **conn: Any) -
 def forget(ids: tuple[str, ...], strategy: str, wait: bool, request_id: str | None, as_json: bool,
            **conn: Any) -> None:  # fmt: skip
     """Forget training samples by id; prints the receipt (keep it to audit the forget later)."""
-    with _reported(_client(**conn)) as client:
+    request_id = request_id or str(uuid.uuid4())  # made here so a timeout can say which request to look up
+    hint = f" (the forget may still be applied: see `forgetd status {request_id}`)"
+    with _reported(_client(**conn), on_timeout=hint) as client:
         receipt = client.forget(list(ids), strategy=strategy, wait=wait, request_id=request_id)
     click.echo(_json(receipt) if as_json else _format_receipt(receipt))
 
