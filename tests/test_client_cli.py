@@ -1,9 +1,11 @@
 """`forgetd predict | forget | status | model` driven in-process with CliRunner: help, usage errors (exit 2),
-and failed calls (exit 1, one `Error: ...` line on stderr). The runs against a live daemon are in
-tests/test_client_live.py."""
+failed calls (exit 1, one `Error: ...` line on stderr), and real answers from a live daemon on port 0,
+with a token and over mTLS."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from forgetd.client.cli import main
+
+from conftest import RunningDaemon, running_daemon
+from test_server_auth import Pki, pki  # noqa: F401  (the certificates made for the server's TLS tests)
 
 COMMANDS = ("predict", "forget", "status", "model")
 
@@ -97,3 +102,137 @@ def test_a_csv_with_a_bad_cell_names_its_line(runner: CliRunner, closed_address:
     result = runner.invoke(main, ["predict", "--server", closed_address, "--csv", str(data)])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {data} line 3: could not convert string to float: 'x'\n"
+
+
+# ------------------------------------------------------------------------------------------------ live daemon
+
+TOKEN = "cli-test-token"
+
+
+def _run(runner: CliRunner, address: str, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(main, [*args, "--server", address])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _num_features(runner: CliRunner, address: str) -> int:
+    code, out, _ = _run(runner, address, "model", "--json")
+    assert code == 0
+    return json.loads(out)["num_features"]
+
+
+def test_model_prints_the_live_version(runner: CliRunner, daemon: RunningDaemon) -> None:
+    code, out, err = _run(runner, daemon.address, "model")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "version   0 (ledger seq 1)"
+    assert re.fullmatch(r"digest    [0-9a-f]{64}", lines[1])
+    assert lines[2] == "forgotten 0 samples"
+    assert [line.split()[0] for line in lines] == [
+        "version", "digest", "forgotten", "shape", "sharding", "strategy", "accuracy", "device"
+    ]
+    code, out, _ = _run(runner, daemon.address, "model", "--json")
+    info = json.loads(out)
+    assert (code, info["version"], info["config"]["default_strategy"] in ("hs", "ohs")) == (0, 0, True)
+
+
+def test_predict_from_json_and_csv_agree(runner: CliRunner, daemon: RunningDaemon, tmp_path: Path) -> None:
+    f = _num_features(runner, daemon.address)
+    rows = [[(i + j) % 5 / 5 for j in range(f)] for i in range(3)]
+    data = tmp_path / "rows.csv"
+    data.write_text(",".join(f"f{j}" for j in range(f)) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    code, from_json, err = _run(runner, daemon.address, "predict", "--json", json.dumps(rows))
+    assert (code, err) == (0, "")
+    lines = from_json.splitlines()
+    assert re.fullmatch(r"model version 0 \(digest [0-9a-f]{64}\)", lines[0])
+    assert lines[1] == "row\tlabel\tprobabilities" and len(lines) == 5
+    assert [line.split("\t")[0] for line in lines[2:]] == ["0", "1", "2"]
+    assert _run(runner, daemon.address, "predict", "--csv", str(data)) == (0, from_json, "")
+    code, out, _ = _run(runner, daemon.address, "predict", "--json", json.dumps(rows), "--output", "json")
+    answer = json.loads(out)
+    assert code == 0 and answer["model_version"] == 0 and len(answer["probabilities"]) == len(answer["labels"]) == 3
+
+
+def test_a_bad_predict_is_the_servers_message_and_exit_1(runner: CliRunner, daemon: RunningDaemon) -> None:
+    f = _num_features(runner, daemon.address)
+    code, out, err = _run(runner, daemon.address, "predict", "--json", json.dumps([[0.0] * (f + 1)]))
+    assert (code, out) == (1, "")
+    assert err == f"Error: INVALID_ARGUMENT: columns is {f + 1} but the model takes {f} features per row\n"
+
+
+def test_forget_prints_the_applied_receipt(runner: CliRunner, daemon: RunningDaemon) -> None:
+    code, out, err = _run(runner, daemon.address, "forget", "synthetic:3", "synthetic:4", "--strategy", "dpus",
+                          "--request-id", "cli-1")  # fmt: skip
+    assert (code, err) == (0, "")
+    head, *samples = out.splitlines()
+    assert head == "request cli-1 applied: model version 1, strategy dpus (approximate), ledger seq 2 -> 3"
+    assert [s.split(":")[0] + ":" + s.split(":")[1] for s in samples] == ["  synthetic:3", "  synthetic:4"]
+    assert all(s.endswith(", dpus (approximate), forgotten at seq 3") for s in samples)
+    # The same request id again: the first answer, nothing new written.
+    assert _run(runner, daemon.address, "forget", "synthetic:3", "synthetic:4", "--strategy", "dpus",
+                "--request-id", "cli-1") == (0, out, "")  # fmt: skip
+    assert _run(runner, daemon.address, "status", "cli-1") == (0, out, "")
+    code, out, _ = _run(runner, daemon.address, "status", "cli-1", "--json")
+    receipt = json.loads(out)
+    assert (code, receipt["status"], receipt["result"]["model_version"]) == (0, "applied", 1)
+    assert len(bytes.fromhex(receipt["requested_leaf_hash"])) == 32
+
+
+def test_forget_without_wait_is_acknowledged_durable(runner: CliRunner, daemon: RunningDaemon) -> None:
+    code, out, err = _run(runner, daemon.address, "forget", "synthetic:9", "--strategy", "sisa", "--no-wait",
+                          "--request-id", "cli-2", "--json")  # fmt: skip
+    receipt = json.loads(out)
+    assert (code, err, receipt["request_id"], receipt["requested_seq"]) == (0, "", "cli-2", 2)
+    assert receipt["status"] in ("pending", "applied")  # the worker may be quick
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["forget", "synthetic:1", "nope"], "Error: NOT_FOUND: unknown sample id(s), not in the training data: 'nope'"),
+        (["status", "never"], "Error: NOT_FOUND: no Forget with request_id 'never' is in the ledger"),
+    ],
+)
+def test_server_refusals_are_one_line_and_exit_1(runner: CliRunner, daemon: RunningDaemon, args, message) -> None:
+    assert _run(runner, daemon.address, *args) == (1, "", message + "\n")
+
+
+def test_a_forget_past_its_deadline_says_how_to_look_it_up(runner: CliRunner, daemon: RunningDaemon) -> None:
+    code, out, err = _run(runner, daemon.address, "forget", "synthetic:1", "--strategy", "retrain",
+                          "--request-id", "slow", "--timeout", "0.001")  # fmt: skip
+    assert (code, out) == (1, "")
+    assert err == ("Error: DEADLINE_EXCEEDED: Deadline Exceeded (the forget may still be applied: "
+                   "see `forgetd status slow`)\n")  # fmt: skip
+
+
+def test_forget_with_and_without_the_token_file(runner: CliRunner, store: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")  # a trailing newline, as editors write it
+    with running_daemon(store, token=TOKEN) as running:
+        assert _run(runner, running.address, "forget", "synthetic:1") == (
+            1, "", "Error: UNAUTHENTICATED: this call needs a bearer token: send metadata "
+            "'authorization: Bearer <token>'\n",
+        )  # fmt: skip
+        code, out, err = _run(runner, running.address, "forget", "synthetic:1", "--token-file", str(token_file))
+        assert (code, err) == (0, "") and " applied: model version 1," in out
+
+
+def test_commands_over_mtls(runner: CliRunner, store: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "client.pem").write_bytes(pki.client_cert)
+    (tmp_path / "client.key").write_bytes(pki.client_key)
+    tls = ["--tls-ca", str(pki.client_ca), "--tls-cert", str(tmp_path / "client.pem"),
+           "--tls-key", str(tmp_path / "client.key")]  # fmt: skip
+    with running_daemon(store, tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.client_ca,
+                        channel_credentials=_mtls(pki)) as running:  # fmt: skip
+        address = f"localhost:{running.address.rsplit(':', 1)[1]}"  # the name the server certificate carries
+        code, out, err = _run(runner, address, "model", *tls)
+        assert (code, err, out.splitlines()[0]) == (0, "", "version   0 (ledger seq 1)")
+        code, out, err = _run(runner, address, "forget", "synthetic:2", "--strategy", "dpus", *tls)
+        assert (code, err) == (0, "") and " applied: model version 1," in out
+        code, _, err = _run(runner, address, "model", "--tls-ca", str(pki.client_ca), "--timeout", "5")
+        assert code == 1 and err.startswith("Error: UNAVAILABLE: ")  # no client certificate: refused
+
+
+def _mtls(pki: Pki):  # noqa: F811
+    import grpc
+
+    return grpc.ssl_channel_credentials(pki.ca, pki.client_key, pki.client_cert)

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A forgetd client in Node.js, built only from protos/forgetd/v1/*.proto as they are (no generated code),
 // to prove the API works outside Python. It predicts, forgets one sample (wait = true), predicts again and
-// reads the ledger, checking every answer; it exits 1 on the first mismatch with a line saying which.
+// reads the ledger and its head, checking every answer and recomputing every hash; it exits 1 on the
+// first mismatch with a line saying which.
 //
 // Usage: node client.js ADDRESS SAMPLE_ID   (or FORGETD_ADDRESS, FORGETD_SAMPLE_ID; FORGETD_TOKEN if the
 // server wants a bearer token). tests/test_interop.py runs it against a real daemon.
@@ -43,10 +44,10 @@ function unary(client, method, request, metadata, seconds) {
   });
 }
 
-function readLedger(client, startSeq, metadata) {
+function readLedger(client, startSeq, limit, metadata) {
   return new Promise((resolve, reject) => {
     const entries = [];
-    const call = client.ReadLedger({ start_seq: String(startSeq), limit: "0" }, metadata);
+    const call = client.ReadLedger({ start_seq: String(startSeq), limit: String(limit) }, metadata);
     call.on("data", (msg) => entries.push(msg.entry));
     call.on("error", reject);
     call.on("end", () => resolve(entries));
@@ -78,14 +79,34 @@ function checkPrediction(p, columns) {
   return p;
 }
 
-function checkLedger(entries, receipt) {
+const sha256 = (...parts) => crypto.createHash("sha256").update(Buffer.concat(parts)).digest();
+
+// RFC 9162 section 2.1.1 Merkle tree hash, written from the RFC, not from the Python code.
+function merkleRoot(leaves) {
+  if (leaves.length === 0) return sha256();
+  if (leaves.length === 1) return leaves[0];
+  let k = 1;
+  while (k * 2 < leaves.length) k *= 2; // the largest power of two below n
+  return sha256(Buffer.from([1]), merkleRoot(leaves.slice(0, k)), merkleRoot(leaves.slice(k)));
+}
+
+// Every hash is recomputed here, as the protos define them, independently of the Python code that wrote them.
+function checkLedger(entries, head, receipt) {
   check(entries.length > 0, "ReadLedger returned no entries");
+  check(BigInt(head.size) === BigInt(entries.length), `head size ${head.size}, ledger has ${entries.length} entries`);
+  let chain = Buffer.alloc(32); // the chain value before entry 1
   entries.forEach((e, i) => {
     check(BigInt(e.seq) === BigInt(i + 1), `ledger entry ${i} has seq ${e.seq}, want ${i + 1} (gapless from 1)`);
-    // The leaf hash is recomputed here, independently of the Python code that wrote it.
-    const leaf = crypto.createHash("sha256").update(Buffer.concat([Buffer.from([0]), e.envelope])).digest();
+    const leaf = sha256(Buffer.from([0]), e.envelope);
     check(leaf.equals(e.leaf_hash), `seq ${e.seq}: leaf_hash ${e.leaf_hash.toString("hex")} != SHA-256(0x00 || envelope) ${leaf.toString("hex")}`);
+    const seq = Buffer.alloc(8);
+    seq.writeBigUInt64BE(BigInt(e.seq));
+    chain = sha256(Buffer.from([2]), seq, chain, leaf);
+    check(chain.equals(e.chain_hash), `seq ${e.seq}: chain_hash ${e.chain_hash.toString("hex")} != recomputed ${chain.toString("hex")}`);
   });
+  check(chain.equals(head.chain_hash), "the head's chain_hash is not the last entry's");
+  const root = merkleRoot(entries.map((e) => e.leaf_hash));
+  check(root.equals(head.merkle_root), `head merkle_root ${head.merkle_root.toString("hex")} != RFC 9162 root ${root.toString("hex")}`);
   const at = (seq) => entries[Number(seq) - 1];
   const requested = at(receipt.requested_seq);
   const applied = at(receipt.applied_seq);
@@ -137,7 +158,9 @@ async function main() {
     `Predict after the forget answered version ${after.model_version}, want ${newVersion}`);
   check(after.model_digest === forget.result.model_digest, "Predict's digest differs from the forget result's");
 
-  checkLedger(await readLedger(unlearning, 1, metadata), forget.receipt);
+  // The head first, then the entries up to it: the ledger may only have grown in between.
+  const { head } = await unary(unlearning, "GetLedgerHead", {}, metadata, 10);
+  checkLedger(await readLedger(unlearning, 1, head.size, metadata), head, forget.receipt);
 
   inference.close();
   unlearning.close();
