@@ -107,6 +107,7 @@ class Runtime:
         self._raw_ids: dict[str, tuple[str, ...]] = {}
         self._remaining: set[str] = set()
         self._stopping = False
+        self._halted = False  # set when a batch failed: no further batch may run before a restart
         self._drain_until = 0.0
         self._thread: threading.Thread | None = None
         self.live: LiveModel
@@ -168,7 +169,8 @@ class Runtime:
             assert said is not None
             if engine.version != said.version or engine.digest() != said.digest:
                 raise StoreError(f"the store is at version {engine.version} ({engine.digest()[:16]}) but the ledger "
-                                 f"says version {said.version} ({said.digest[:16]}); they do not belong together")
+                                 f"says version {said.version} ({said.digest[:16]}); they do not belong together "
+                                 "(was one of them restored from a backup or copied from another deployment?)")
             self._remaining = set(engine.sample_ids())
             by_ref = {subject_ref(self._key, i): i for i in self._remaining}
             back = [ref for ref in fold.forgotten if ref in by_ref]
@@ -206,12 +208,9 @@ class Runtime:
         """The engine published a batch but the daemon died before its forget.applied: write it from the tag."""
         said = self._fold.live_model()
         assert said is not None
-        if self.engine.version == said.version:
-            return
         tag = _parse_tag(self.engine.live_tag)
-        if tag is None or self.engine.version != said.version + 1:
-            raise StoreError(f"the store is at version {self.engine.version} but the ledger's last version is "
-                             f"{said.version}, and the store does not record which requests made it")
+        if self.engine.version != said.version + 1 or tag is None:
+            return  # nothing to finish; any other disagreement is refused by the caller's check
         rids = tag["request_ids"]
         if [r.request_id for r in self._fold.pending()[: len(rids)]] != rids:
             raise StoreError(f"the store's live version {self.engine.version} was made by requests {rids} that are "
@@ -248,6 +247,9 @@ class Runtime:
                     raise RequestIdConflict(f"request_id {request_id!r} was already used (seq {known.seq}) for "
                                             "other samples or another strategy; use a new request_id")
                 return self._view(request_id)
+            if self._halted:
+                raise NotServing("forgetting is halted after an internal error; the server must be restarted "
+                                 "(acknowledged requests are durable and will be applied)")
             unknown = [i for i, r in zip(sample_ids, refs) if i not in self._remaining and r not in self._fold.forgotten]
             if unknown:
                 raise UnknownSample(unknown)
@@ -335,13 +337,18 @@ class Runtime:
                 batch = self._take_batch()
             try:
                 self._apply(batch)
-            except Exception:  # noqa: BLE001 - the worker must survive: the requests stay durable and pending
-                log.exception("applying forget batch %s failed; its requests stay pending until a restart",
-                              [p.requested.request_id for p in batch])
+            except Exception:  # noqa: BLE001 - logged; the requests stay durable and pending
+                # The store and the ledger may now disagree (the engine may have published a version whose
+                # forget.applied is missing). Applying more would compound that; restart recovery resolves it
+                # from the store's tag, so the worker halts and admission answers UNAVAILABLE until then.
+                log.exception("applying forget batch %s failed; the worker has stopped: restart the daemon to "
+                              "apply the acknowledged requests", [p.requested.request_id for p in batch])
                 with self._lock:
-                    for p in batch:
+                    self._halted = True
+                    for p in self._pending.values():
                         p.failed = True
                         p.done.set()
+                return
 
     def _take_batch(self) -> list[_Pending]:
         """The oldest pending request and every following one with the same strategy (ledger order kept)."""
