@@ -5,6 +5,8 @@ typed exception carrying the server's code and message."""
 from __future__ import annotations
 
 import math
+import socket
+import threading
 from pathlib import Path
 
 import grpc
@@ -18,6 +20,7 @@ from forgetd.client import (
     InvalidArgument,
     NotFound,
     Prediction,
+    Receipt,
     Unauthenticated,
     Unavailable,
 )
@@ -205,3 +208,35 @@ def test_a_stopped_daemon_is_the_typed_unavailable(store: Path) -> None:
             assert client.model().version == 0
     with Client(address, retries=1) as client, pytest.raises(Unavailable):
         client.predict([[0.0]])
+
+
+def test_a_forget_retried_through_unavailable_is_applied_once(store: Path) -> None:
+    from forgetd.server.daemon import ServerConfig, create_server
+
+    with socket.socket() as s:  # a port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    with Client(address, retries=0) as probe, pytest.raises(Unavailable):
+        probe.model()
+    outcome: dict[str, object] = {}
+
+    def forget() -> None:
+        # Backoff 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s: about 20 s of retries while the daemon binds and loads
+        # (during loading it answers UNAVAILABLE itself).
+        with Client(address, retries=14) as client:
+            try:
+                outcome["receipt"] = client.forget(["synthetic:2"], strategy="dpus", timeout=30)
+            except Exception as exc:  # reported below, in the test's thread
+                outcome["error"] = exc
+
+    caller = threading.Thread(target=forget)
+    caller.start()
+    daemon, _ = create_server(ServerConfig(store=store, listen=address))
+    with daemon:
+        caller.join(60)
+        assert "error" not in outcome, outcome.get("error")
+        receipt = outcome["receipt"]
+        assert isinstance(receipt, Receipt) and receipt.applied
+        with Client(address) as client:
+            assert [e.type for e in client.ledger()] == ["genesis", "forget.requested", "forget.applied"]
+            assert client.forget_status(receipt.request_id) == receipt
