@@ -123,7 +123,7 @@ class Client:
         self._timeout = timeout
         self._retries = retries
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
         ]
@@ -210,6 +210,8 @@ class Client:
                 return
             except grpc.RpcError as exc:
                 # A broken stream resumes after the last entry received, so no entry is repeated or skipped.
+                if limit and not left:  # everything asked for had arrived; 0 would mean "all" on a resume
+                    return
                 if not self._should_retry(exc, attempt):
                     raise from_grpc_error(exc) from exc
                 self._sleep(attempt)
