@@ -64,7 +64,8 @@ def test_model_describes_the_live_version(client: Client) -> None:
     assert info.version == 0 and info.forgotten_count == 0 and info.ledger_seq == 1  # genesis
     assert len(info.shard_digests) == info.config.shards >= 1
     assert info.config.default_strategy in ("hs", "ohs")
-    assert 0 < info.training_accuracy <= 1 and info.device == "cpu"
+    assert 0 < info.training_accuracy <= 1
+    assert info.device == "cpu" or info.device.startswith("cuda")  # the daemon's device is "auto"
 
 
 @pytest.mark.parametrize(
