@@ -73,7 +73,7 @@ def _single_appends(root: Path, n: int, rounds: int, progress: Callable[[str], N
     per_round = max(1, n // rounds)
     t_ledger = t_raw = 0.0
     done = 0
-    for r in range(rounds):
+    for _ in range(rounds):
         payloads = [forget_payload(done + i) for i in range(per_round)]
         rows = [
             (done + i + 1, f"raw-{done + i}", sample.type, 1, sample.recorded_at, os.urandom(len(sample.envelope)),

@@ -136,7 +136,7 @@ raw_decode = _DECODER.raw_decode
 # For the verifier's hot loop: the C scanner behind raw_decode, (text, index) -> (value, end), raising
 # StopIteration where nothing parses. It parses integers in C without the range hook; the caller screens a
 # whole chunk for long digit runs (LONG_DIGITS) and re-checks only rows that have one with check_canonical.
-scan_once = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant).scan_once
+scan_once = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant).scan_once  # type: ignore[attr-defined]
 LONG_DIGITS = re.compile(rb"[0-9]{16}")
 # The standard library's encoder configured to match RFC 8785 on ASCII input (see the module docstring).
 fast_encode = json.JSONEncoder(

@@ -34,7 +34,7 @@ from urllib.parse import quote
 from . import canonical
 from .canonical import ENVELOPE_KEYS, SCHEMA_VERSION, NonCanonical, check_canonical
 from .errors import LedgerNotFound
-from .merkle import HASH_SIZE, ZERO_CHAIN, root_of
+from .merkle import CHAIN_PREFIX, HASH_SIZE, ZERO_CHAIN, root_of
 from .model import Head
 from .store import APPLICATION_ID, COLUMNS, FILE_FORMAT, TABLE, TABLE_SQL, TRIGGERS_SQL
 
@@ -281,6 +281,7 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
     keys = ENVELOPE_KEYS
     ts_ok = _RFC3339_UTC
     long_digits = canonical.LONG_DIGITS.search
+    chain_tag = CHAIN_PREFIX[0] << 64
     leaves: list[bytes] = []
     add_leaf = leaves.append
     expected = 1  # the seq the next row should have
@@ -339,8 +340,8 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
                     leaf = sha256(b"\x00" + envelope).digest()
                     if leaf != leaf_stored:
                         found.add(seq, "leaf hash differs from SHA-256(0x00 || envelope)", leaf, leaf_stored)
-                seq_bytes = expected.to_bytes(8, "big")
-                link = sha256(b"\x02" + seq_bytes + prev_stored + leaf).digest()
+                prefix = (chain_tag + expected).to_bytes(9, "big")  # 0x02 || seq as 8 bytes big-endian
+                link = sha256(prefix + prev_stored + leaf).digest()
                 if link == chain_stored:
                     prev_stored = chain_stored
                 else:
@@ -348,7 +349,7 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
                               link, chain_stored)
                     prev_stored = chain_stored if chain_stored.__class__ is bytes and len(chain_stored) == 32 else link
                 # Until the first broken link the recomputed chain is the stored one; after it, keep both.
-                chain = sha256(b"\x02" + seq_bytes + chain + leaf).digest() if diverged else link
+                chain = sha256(prefix + chain + leaf).digest() if diverged else link
                 diverged = chain != prev_stored
                 add_leaf(leaf)
                 if expected == expect_size:
@@ -398,6 +399,7 @@ def _row_problems(row: tuple[Any, ...], expected: int, found: _Findings, *, chec
     env_seq: Any = None
     obj: Any = None
     leaf: bytes | None = None
+    problem_envelope: str | None = None
     if isinstance(envelope, bytes):
         leaf = hashlib.sha256(b"\x00" + envelope).digest()
         try:
@@ -405,8 +407,6 @@ def _row_problems(row: tuple[Any, ...], expected: int, found: _Findings, *, chec
         except NonCanonical as exc:
             obj = _loose_parse(envelope)
             problem_envelope = f"envelope {exc}"
-        else:
-            problem_envelope = None
         if isinstance(obj, dict) and isinstance(obj.get("seq"), int) and not isinstance(obj.get("seq"), bool):
             env_seq = obj["seq"]
     else:
