@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -29,6 +29,9 @@ from forgetd.v1 import (
     unlearning_service_pb2,
     unlearning_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from forgetd.client.receipts import ReceiptReport
 
 # Predict batches can exceed gRPC's 4 MiB default; the server enforces its own configured limit and
 # answers RESOURCE_EXHAUSTED past it, so the client only needs to be no stricter than any sane server.
@@ -225,6 +228,13 @@ class Client:
             consistency_from_size=consistency_from, inclusion_seqs=list(inclusion_seqs)
         )
         return HeadProofs.from_proto(self._unary(self._unlearning.GetLedgerHead, request))
+
+    def verify_receipt(self, receipt: Receipt) -> ReceiptReport:
+        """Prove against this server that the receipt's entries are still in its ledger and that the ledger
+        only grew since (forgetd.client.receipts); problems are reported, not raised."""
+        from forgetd.client.receipts import verify_receipt_with_client
+
+        return verify_receipt_with_client(receipt, self)
 
     # -- transport --------------------------------------------------------------------------------------
 
