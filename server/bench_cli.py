@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from .bench_serving import serving
 from .bench_unlearning import unlearning
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def bench() -> None:
-    """Benchmarks: unlearning (the paper's evaluation)."""
+    """Benchmarks: serving (gRPC overhead, Forget latency) and unlearning (the paper's evaluation)."""
 
 
+bench.add_command(serving)
 bench.add_command(unlearning)

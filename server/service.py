@@ -179,12 +179,13 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         runtime: Runtime = self._slot.get()
         live = runtime.live  # read once: the whole batch is answered by this version, whatever swaps meanwhile
         x = parse_features(request, runtime.info.num_features, runtime.config.max_predict_rows)
-        proba = live.snapshot.predict_proba(x)  # (B, C) float32 numpy
+        proba = live.predict(x)  # (B, C) float32
         return inference_service_pb2.PredictResponse(
             rows=proba.shape[0],
             classes=proba.shape[1],
-            probabilities=proba.ravel(),
-            labels=proba.argmax(axis=1),  # the first maximum: ties go to the lower class index
+            # Lists, not arrays: protobuf copies a list in one pass but walks a numpy array item by item.
+            probabilities=proba.ravel().tolist(),
+            labels=proba.argmax(axis=1).tolist(),  # the first maximum: ties go to the lower class index
             model_version=live.version,
             model_digest=live.digest,
         )

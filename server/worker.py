@@ -31,6 +31,7 @@ from .daemon import ServerConfig
 from .errors import InvalidRequest, NotServing, RequestIdConflict, RequestNotFound, StoreError, UnknownSample
 from .events import Applied, LedgerFold, ModelState, Requested, SubjectOutcome
 from .journal import Journal
+from .predictor import Predict, predictor_for
 
 log = logging.getLogger("forgetd.server")
 
@@ -42,7 +43,8 @@ TAG_FORMAT = "forgetd.batch.v1"
 class LiveModel:
     """What Predict and GetModel read: swapped as a whole after each forget.applied."""
 
-    snapshot: Any  # the engine's immutable ModelSnapshot: .predict_proba(X) on the engine's device
+    snapshot: Any  # the engine's immutable ModelSnapshot
+    predict: Predict  # answers Predict for this version (see predictor.py)
     version: int
     digest: str
     shard_digests: tuple[str, ...]
@@ -190,8 +192,9 @@ class Runtime:
             if self._queue:
                 log.info("recovery: %d acknowledged request(s) to apply again", len(self._queue))
             applied_seq = fold.last_applied.seq if fold.last_applied else fold.genesis.seq
-            self.live = LiveModel(engine.snapshot(), said.version, said.digest, said.shard_digests, applied_seq,
-                                  len(fold.forgotten))
+            snapshot = engine.snapshot()
+            self.live = LiveModel(snapshot, predictor_for(snapshot), said.version, said.digest, said.shard_digests,
+                                  applied_seq, len(fold.forgotten))
         config = engine.config
         self.info = ModelInfo(
             config=config,
@@ -370,8 +373,9 @@ class Runtime:
         started = time.perf_counter()
         if ids:
             snapshot, payload = self._forget(ids, strategy, rids, queued)
+            predict = predictor_for(snapshot)  # built before the swap, so the swap is one assignment
         else:  # every sample was forgotten by an earlier batch while these waited: nothing to change
-            snapshot = self.live.snapshot
+            snapshot, predict = self.live.snapshot, self.live.predict
             payload = events.applied_payload(
                 request_ids=rids, strategy=strategy, resolved_strategy=self._resolve(strategy), subjects=[],
                 model=ModelState(self.live.version, self.live.digest, self.live.shard_digests),
@@ -381,8 +385,8 @@ class Runtime:
             entry = self._append(events.FORGET_APPLIED, payload, events.applied_event_id(rids))
             self._remaining.difference_update(ids)
             model = payload["model"]
-            self.live = LiveModel(snapshot, model["version"], model["digest"], tuple(model["shard_digests"]),
-                                  entry.seq, len(self._fold.forgotten))
+            self.live = LiveModel(snapshot, predict, model["version"], model["digest"],
+                                  tuple(model["shard_digests"]), entry.seq, len(self._fold.forgotten))
             for p in batch:
                 del self._pending[p.requested.request_id]
                 p.done.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -187,12 +188,10 @@ def test_an_unexpected_failure_is_internal_with_a_generic_message_and_a_logged_s
     inference, _ = daemon.stubs()
     runtime = daemon.runtime
 
-    class Broken:
-        def predict_proba(self, x):
-            raise RuntimeError("CUDA error: device-side assert at /pytorch/aten/src/secret.cu:42")
+    def broken(x):
+        raise RuntimeError("CUDA error: device-side assert at /pytorch/aten/src/secret.cu:42")
 
-    live = runtime.live
-    runtime.live = type(live)(Broken(), live.version, live.digest, live.shard_digests, live.ledger_seq, 0)
+    runtime.live = dataclasses.replace(runtime.live, predict=broken)
     with caplog.at_level(logging.ERROR, logger="forgetd.server"):
         err = call_error(inference.Predict, predict_request(rows(1, runtime.info.num_features)))
     assert err.code() == grpc.StatusCode.INTERNAL and err.details() == INTERNAL_MESSAGE

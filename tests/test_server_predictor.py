@@ -1,0 +1,34 @@
+"""The daemon's CPU predictor against the engine's torch forward: same probabilities (allclose), any shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forgetd.server.engine import Engine
+from forgetd.server.predictor import CpuPredictor, predictor_for
+
+from conftest import train_small_store
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1024])
+def test_the_numpy_forward_matches_the_engines_torch_forward(trained_store: Path, rows: int) -> None:
+    with Engine.open(trained_store, device="cpu") as engine:
+        snapshot = engine.snapshot()
+        x = np.random.default_rng(rows).normal(scale=3.0, size=(rows, engine.num_features)).astype(np.float32)
+        ours = CpuPredictor(snapshot).predict_proba(x)
+        assert ours.dtype == np.float32 and ours.shape == (rows, engine.num_classes)
+        np.testing.assert_allclose(ours, snapshot.predict_proba(x), rtol=1e-5, atol=1e-6)
+        assert predictor_for(snapshot).__self__.__class__ is CpuPredictor
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "vote"])
+def test_several_shards_aggregate_like_the_engine(tmp_path: Path, aggregation: str) -> None:
+    store = train_small_store(tmp_path / "store", rows=200, shards=3, slices=2, aggregation=aggregation)
+    with Engine.open(store, device="cpu") as engine:
+        snapshot = engine.snapshot()
+        x = np.random.default_rng(0).normal(size=(50, engine.num_features)).astype(np.float32)
+        np.testing.assert_allclose(CpuPredictor(snapshot).predict_proba(x), snapshot.predict_proba(x),
+                                   rtol=1e-5, atol=1e-6)
