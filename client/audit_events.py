@@ -137,6 +137,8 @@ class Events:
         except _Bad as bad:
             self.problems.append(Problem(seq, f"{event_type} field {bad.path!r} must be {bad.want}", bad.want,
                                          _short(bad.got)))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a shape the readers did not foresee
+            self.problems.append(Problem(seq, f"{event_type} payload is malformed ({type(exc).__name__}: {exc})"))
 
     def _genesis(self, seq: int, p: Any) -> None:
         if self.genesis_seq is not None or seq != 1:
@@ -163,7 +165,7 @@ class Events:
         subjects = _strs(p, "subjects", nonempty=True)
         if len(set(subjects)) != len(subjects):
             raise _Bad("subjects", "a list without duplicates", list(subjects))
-        strategy = _str(p, "strategy", STRATEGIES)
+        strategy = _str(p, "strategy", choices=STRATEGIES)
         if rid in self.requests:
             self.problems.append(Problem(seq, f"request {rid!r} was already requested at seq {self.requests[rid].seq}"))
             return
@@ -177,16 +179,16 @@ class Events:
             raise _Bad("subjects", "a list", raw)
         subjects = tuple(
             Outcome(_str(s, "subject_ref", f"subjects[{i}]."), _int(s, "shard", f"subjects[{i}]."),
-                    _int(s, "slice", f"subjects[{i}]."), _str(s, "region", f"subjects[{i}].", ("update", "retrain")),
-                    _str(s, "strategy", f"subjects[{i}].", STRATEGIES[1:]),
-                    _str(s, "guarantee", f"subjects[{i}].", ("exact", "approximate")))
+                    _int(s, "slice", f"subjects[{i}]."), _str(s, "region", f"subjects[{i}].", choices=("update", "retrain")),
+                    _str(s, "strategy", f"subjects[{i}].", choices=STRATEGIES[1:]),
+                    _str(s, "guarantee", f"subjects[{i}].", choices=("exact", "approximate")))
             for i, s in enumerate(raw)
         )
         timings = _get(p, "timings", "timings")
         device = p.get("device") if isinstance(p, Mapping) else None
         if device is not None and not isinstance(device, str):
             raise _Bad("device", "a string", device)
-        batch = Batch(seq, rids, _str(p, "strategy", STRATEGIES), _str(p, "resolved_strategy", "", STRATEGIES[1:]),
+        batch = Batch(seq, rids, _str(p, "strategy", choices=STRATEGIES), _str(p, "resolved_strategy", choices=STRATEGIES[1:]),
                       subjects, _model(p, "model"), _int(timings, "apply_micros", "timings."), device)
         for rid in rids:
             req = self.requests.get(rid)
@@ -255,7 +257,7 @@ def _get(obj: Any, key: str, path: str) -> Any:
     return obj[key]
 
 
-def _str(obj: Any, key: str, where: str = "", choices: tuple[str, ...] = ()) -> str:
+def _str(obj: Any, key: str, where: str = "", *, choices: tuple[str, ...] = ()) -> str:
     value = _get(obj, key, where + key)
     if not isinstance(value, str) or (choices and value not in choices):
         raise _Bad(where + key, f"one of {', '.join(choices)}" if choices else "a string", value)
