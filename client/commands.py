@@ -27,8 +27,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def connection_options(command: _F) -> _F:
-    """--server, --token-file and the TLS flags, shared by every command that talks to a daemon."""
+def connection_options(*, timeout: float = 10.0) -> Callable[[_F], _F]:
+    """--server, --token-file, the TLS flags and --timeout, shared by every command that talks to a daemon."""
     options = [
         click.option("--server", metavar="ADDR", default=DEFAULT_SERVER, show_default=True,
                      envvar="FORGETD_SERVER", help="The daemon's host:port (env FORGETD_SERVER)."),
@@ -36,12 +36,16 @@ def connection_options(command: _F) -> _F:
         click.option("--tls-ca", type=_PEM, help="PEM CA certificate that signs the server's; turns TLS on."),
         click.option("--tls-cert", type=_PEM, help="PEM client certificate for mTLS (with --tls-key)."),
         click.option("--tls-key", type=_PEM, help="PEM private key of --tls-cert."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=timeout, show_default=True,
                      help="Seconds to wait for the answer."),
     ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command: _F) -> _F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def _client(server: str, token_file: Path | None, tls_ca: Path | None, tls_cert: Path | None,
@@ -93,7 +97,7 @@ def _parse_json_rows(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 
 @click.command()
-@connection_options
+@connection_options()
 @click.option("--csv", "csv_file", type=click.File("r"), help="CSV file of feature rows ('-' for stdin).")
 @click.option("--json", "json_rows", metavar="ROWS", callback=_parse_json_rows,
               help='Rows as a JSON list of lists, e.g. "[[0.1, 2.0], [1.5, 0.3]]".')  # fmt: skip
@@ -110,7 +114,7 @@ def predict(csv_file: TextIO | None, json_rows: Any, output: str, **conn: Any) -
 
 
 @click.command()
-@connection_options
+@connection_options(timeout=300.0)  # a waited forget may retrain shards
 @click.argument("ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
               help="How to forget: auto is the server's default (hs or ohs).")  # fmt: skip
@@ -129,7 +133,7 @@ def forget(ids: tuple[str, ...], strategy: str, wait: bool, request_id: str | No
 
 
 @click.command()
-@connection_options
+@connection_options()
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
 def status(request_id: str, as_json: bool, **conn: Any) -> None:
@@ -140,7 +144,7 @@ def status(request_id: str, as_json: bool, **conn: Any) -> None:
 
 
 @click.command()
-@connection_options
+@connection_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def model(as_json: bool, **conn: Any) -> None:
     """The live model: version, digest, configuration and how much it has forgotten."""
