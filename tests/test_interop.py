@@ -3,6 +3,7 @@ are) against a real daemon: proof that the API works outside Python. `make test`
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from forgetd.client import Client
 
-from conftest import RunningDaemon
+from conftest import RunningDaemon, running_daemon
 
 INTEROP = Path(__file__).resolve().parent / "interop"
 NODE = shutil.which("node")
@@ -25,12 +26,15 @@ pytestmark = [
 ]
 
 
-def test_the_node_client_predicts_forgets_and_reads_the_ledger(daemon: RunningDaemon) -> None:
+def _node(address: str, sample_id: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
-    result = subprocess.run(
-        [NODE, str(INTEROP / "client.js"), daemon.address, "synthetic:42"],
-        capture_output=True, text=True, timeout=180, cwd=INTEROP,
-    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "FORGETD_TOKEN"} | ({"FORGETD_TOKEN": token} if token else {})
+    return subprocess.run([NODE, str(INTEROP / "client.js"), address, sample_id],
+                          capture_output=True, text=True, timeout=180, cwd=INTEROP, env=env)  # fmt: skip
+
+
+def test_the_node_client_predicts_forgets_and_reads_the_ledger(daemon: RunningDaemon) -> None:
+    result = _node(daemon.address, "synthetic:42")
     assert result.returncode == 0, f"the Node client failed:\n{result.stdout}{result.stderr}"
     assert result.stdout.startswith("interop: OK: version 0 -> 1, forgot synthetic:42")
     # What Node did is what Python sees: one forget applied, both of its entries in the ledger.
@@ -41,10 +45,14 @@ def test_the_node_client_predicts_forgets_and_reads_the_ledger(daemon: RunningDa
 
 def test_the_node_client_fails_loudly_on_a_bad_answer(daemon: RunningDaemon) -> None:
     # An unknown sample id: the server answers NOT_FOUND, which the Node client must report, exit 1.
-    assert NODE is not None
-    result = subprocess.run(
-        [NODE, str(INTEROP / "client.js"), daemon.address, "no-such-id"],
-        capture_output=True, text=True, timeout=180, cwd=INTEROP,
-    )  # fmt: skip
+    result = _node(daemon.address, "no-such-id")
     assert result.returncode == 1
     assert result.stderr.startswith("interop: FAIL: gRPC NOT_FOUND: unknown sample id(s)")
+
+
+def test_the_node_client_sends_the_bearer_token(store: Path) -> None:
+    with running_daemon(store, token="node-token") as running:
+        refused = _node(running.address, "synthetic:43")
+        assert refused.returncode == 1 and refused.stderr.startswith("interop: FAIL: gRPC UNAUTHENTICATED: ")
+        result = _node(running.address, "synthetic:43", token="node-token")
+        assert result.returncode == 0, f"the Node client failed:\n{result.stdout}{result.stderr}"
