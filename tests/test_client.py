@@ -21,6 +21,7 @@ from forgetd.client import (
     NotFound,
     Prediction,
     Receipt,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -83,6 +84,15 @@ def test_a_bad_predict_is_invalid_argument_with_the_servers_message(client: Clie
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert want.format(f=f, g=f + 1) in info.value.message
     assert isinstance(info.value.__cause__, grpc.RpcError) and not isinstance(info.value, grpc.RpcError)
+
+
+def test_a_batch_above_the_servers_message_limit_is_resource_exhausted(store: Path) -> None:
+    np = pytest.importorskip("numpy")
+    with running_daemon(store, max_message_bytes=4 * 1024 * 1024) as running, Client(running.address) as client:
+        f = client.model().num_features
+        with pytest.raises(ResourceExhausted) as info:
+            client.predict(np.zeros((5 * 1024 * 1024 // (4 * f), f), dtype=np.float32))  # 5 MiB of features
+        assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in info.value.message
 
 
 def test_a_waited_forget_returns_an_applied_receipt_and_the_version_bumps(client: Client) -> None:
