@@ -227,6 +227,8 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, quiet: bool = False,
                 "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or platform.machine(),
                 "torch": torch.__version__,
                 "cpu_count": os.cpu_count(),
+                # Timings share the machine: the load says how much other work ran beside them.
+                "load_average_at_start": list(os.getloadavg()),
                 "dataset": ds.name,
                 "data_digest": ds.digest(),
                 "num_train": len(ds.train_ids),
@@ -274,6 +276,7 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, quiet: bool = False,
     s = results["strategies"]
     # Exact unlearning, checked bitwise: SISA after every request is the model RETRAIN trained from scratch.
     results["sisa_equals_retrain"] = s["sisa"]["digest"] == s["retrain"]["digest"]
+    results["config"]["load_average_at_end"] = list(os.getloadavg())
     results["checks"] = [asdict(c) for c in assess(results)]
     results["complete"] = True
     _write(out, results)
