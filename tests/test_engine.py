@@ -27,7 +27,7 @@ ADULT = Path(__file__).resolve().parents[2] / "shared/datasets/adult"
 
 # 500 rows, S = 5 slices of 100 (K = 1), E = 2: cost(i) = 2 * 100 * (i + ... + 5), so cost(5) = 1000,
 # cost(4) = 1800, cost(3) = 2400: a budget of 2000 gives m = 2.
-CONFIG = EngineConfig(slices=5, epochs=2, batch_size=32, hidden_sizes=(16, 16), budget=2000, seed=7)
+CONFIG = EngineConfig(slices=5, epochs=2, batch_size=32, hidden_sizes=(16, 16), budget=2000, seed=7, device="cpu")
 
 
 @pytest.fixture(scope="module")
