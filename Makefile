@@ -29,7 +29,7 @@ run: $(STAMP)
 test: $(STAMP) $(INTEROP)/node_modules/.installed
 	$(PY) -m pytest -q
 
-# Regenerate the committed Python stubs from protos/ (tests/test_stubs.py fails when they are stale).
+# Regenerate the committed Python stubs from protos/ (tests/test_protos.py fails when they are stale).
 stubs: $(STAMP)
 	$(PY) protos/generate.py
 
