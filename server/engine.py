@@ -441,8 +441,24 @@ class Engine:
             shards = range(self.config.shards) if resolved == "retrain" else sorted(routes)
             tp = TrainParams(self._shape, self.config.seed, self.config.epochs, self.config.batch_size,
                              self.config.learning_rate, m)
-            with deterministic():
-                outcomes = [forget_shard(self._shards[k], routes.get(k, []), resolved, tp) for k in shards]
+            version = self.version + 1
+            created: list[Path] = []
+
+            def increments_file(k: int) -> Callable[[int, int], tuple[Path, np.ndarray]]:
+                def create(s: int, rows: int) -> tuple[Path, np.ndarray]:
+                    path = self._paths.artifact(f"shard{k}.step{s}.inc.v{version}.npy")
+                    created.append(path)
+                    return path, np.lib.format.open_memmap(path, "w+", np.float32, (rows, self._shape.num_params))
+                return create
+
+            try:
+                with deterministic():
+                    outcomes = [forget_shard(self._shards[k], routes.get(k, []), resolved, tp, increments_file(k))
+                                for k in shards]
+            except BaseException:
+                for path in created:
+                    path.unlink(missing_ok=True)
+                raise
             self._publish(outcomes, [p for _s, p, _k, _l in located], [sid for sid, *_ in located], tag)
             snap = self._snapshot
             return ForgetResult(
@@ -480,8 +496,11 @@ class Engine:
                     o.checkpoints.save_params(new_file(f"shard{k}.params"))
                 if o.optim_changed:
                     o.checkpoints.save_optim(new_file(f"shard{k}.optim"))
-                for s, incs in o.new_increments.items():
-                    save_array(new_file(f"shard{k}.step{s}.inc"), incs)
+                for s, path in o.new_increments.items():
+                    files[f"shard{k}.step{s}.inc"] = path.name
+                    written.append(path)
+                    with open(path, "rb+") as f:
+                        os.fsync(f.fileno())
             fsync_dir(paths.artifacts)
             new = Manifest(version, tag, files, {k: v for k, v in subtracted.items() if v},
                            sorted(set(old.forgotten) | set(positions)))
@@ -587,11 +606,12 @@ def _build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str,
         zeros = torch.zeros_like(p0)
         ckpt.set(0, OptState(p0, zeros, zeros, 0))
 
-        def on_step(s: int, state: OptState, incs: np.ndarray | None, k: int = k, ckpt: ShardCheckpoints = ckpt) -> None:
-            ckpt.set(s, state)
-            if incs is not None:
-                files[f"shard{k}.step{s}.inc"] = name = f"shard{k}.step{s}.inc.v0.npy"
-                save_array(paths.artifact(name), incs)
+        written: list[Path] = []
+
+        def increments(s: int, rows: int, k: int = k) -> np.ndarray:
+            files[f"shard{k}.step{s}.inc"] = name = f"shard{k}.step{s}.inc.v0.npy"
+            written.append(paths.artifact(name))
+            return np.lib.format.open_memmap(written[-1], "w+", np.float32, (rows, shape.num_params))
 
         with deterministic():
             run_steps(shape=shape, layout=lay,
@@ -599,7 +619,10 @@ def _build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str,
                       y=torch.from_numpy(np.ascontiguousarray(ds.y_train[lay.members])).to(dev),
                       alive=np.ones(len(lay.members), bool), start=ckpt.state(0), first=1, seed=cfg.seed,
                       shard=k, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                      record_upto=record_upto, on_step=on_step, progress=advance)
+                      record_upto=record_upto, on_step=ckpt.set, increments=increments, progress=advance)
+        for path in written:
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
         files[f"shard{k}.params"] = name = f"shard{k}.params.v0.npy"
         ckpt.save_params(paths.artifact(name))
         files[f"shard{k}.optim"] = name = f"shard{k}.optim.v0.npy"

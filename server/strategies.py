@@ -17,7 +17,9 @@ forgotten sample back. `CORRECT_CHECKPOINTS` exists only so a test can prove tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +27,7 @@ import torch
 from .checkpoints import ShardCheckpoints
 from .increments import ShardIncrements, ShardIndex, subtract
 from .model import MLPShape
-from .training import OptState, ShardLayout, run_steps
+from .training import ShardLayout, run_steps
 
 __all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "forget_shard", "EXACT", "APPROXIMATE"]
 
@@ -57,7 +59,7 @@ class ShardOutcome:
     checkpoints: ShardCheckpoints
     params_changed: bool
     optim_changed: bool
-    new_increments: dict[int, np.ndarray]  # step s -> (rows, P) float32, for retrained recorded steps
+    new_increments: dict[int, Path]  # step s -> its new increments file, for retrained recorded steps
     subtracted: set[int]
     alive: np.ndarray
     residue_steps: int
@@ -100,9 +102,11 @@ def forget_shard(
     routes: list[SampleRoute],
     strategy: str,
     params: TrainParams,
+    increments: Callable[[int, int], tuple[Path, np.ndarray]],
 ) -> ShardOutcome:
     """The shard's state after forgetting `routes` (its members of F) with the resolved `strategy`.
-    theta_0 (where RETRAIN restarts) is never corrected or retrained, so it is always the initialisation."""
+    theta_0 (where RETRAIN restarts) is never corrected or retrained, so it is always the initialisation.
+    `increments(s, rows)` creates the new increments file of a retrained recorded step s: (path, memmap)."""
     S = state.layout.slices
     m = params.m
     ckpt = state.checkpoints.copy()
@@ -142,7 +146,7 @@ def forget_shard(
     else:
         residue = 0
 
-    new_increments: dict[int, np.ndarray] = {}
+    new_increments: dict[int, Path] = {}
     read = 0
     if start <= S:
         if start == 1:
@@ -151,10 +155,9 @@ def forget_shard(
             first_t = int(state.increments.offsets[start])
             subtracted = {t for t in subtracted if t < first_t}
 
-        def on_step(s: int, st: OptState, incs: np.ndarray | None) -> None:
-            ckpt.set(s, st)
-            if incs is not None:
-                new_increments[s] = incs
+        def sink(s: int, rows: int) -> np.ndarray:
+            new_increments[s], array = increments(s, rows)
+            return array
 
         begin = ckpt.state(start - 1)
         read = run_steps(
@@ -171,7 +174,8 @@ def forget_shard(
             batch_size=params.batch_size,
             learning_rate=params.learning_rate,
             record_upto=S - m,
-            on_step=on_step,
+            on_step=ckpt.set,
+            increments=sink,
         )
         params_changed = True
     return ShardOutcome(

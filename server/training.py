@@ -186,8 +186,13 @@ def deterministic() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-# on_step(s, state after step s, increments of step s (rows, P) float32 on CPU or None when not recorded)
-StepCallback = Callable[[int, OptState, "np.ndarray | None"], None]
+# on_step(s, the state after step s): store the checkpoint theta_s.
+StepCallback = Callable[[int, OptState], None]
+# increments(s, rows) -> a writable (rows, P) float32 array (a memmap of the step's increments file): the
+# increments stream into it in chunks, so recording never holds a whole step's increments in memory.
+IncrementSink = Callable[[int, int], np.ndarray]
+
+_CHUNK_ROWS = 256  # increments buffered on the device between copies to the file
 
 
 def run_steps(
@@ -206,6 +211,7 @@ def run_steps(
     learning_rate: float,
     record_upto: int,  # record increments of steps first..record_upto (S - m)
     on_step: StepCallback,
+    increments: IncrementSink | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Train steps first..S from `start`; return the samples read. Call inside `deterministic()`."""
@@ -221,11 +227,21 @@ def run_steps(
     read = 0
     for s in range(first, layout.slices + 1):
         nb = num_batches(layout.step_size(s), batch_size)
-        record = s <= record_upto
-        incs = torch.zeros((epochs * nb, shape.num_params), dtype=torch.float32, device=device) if record else None
+        rows = epochs * nb
+        record = s <= record_upto and increments is not None
+        if record and increments is not None:
+            dst = increments(s, rows)
+            chunk = min(rows, _CHUNK_ROWS)
+            buf = torch.zeros((chunk, shape.num_params), dtype=torch.float32, device=device)  # rows base..base+chunk
+            base = 0
         for e in range(epochs):
             order = epoch_order(layout, seed, shard, s, e)
             for b in range(nb):
+                r = e * nb + b  # this optimizer step's row in the step's increments
+                if record and r == base + chunk:
+                    dst[base : base + chunk] = buf.cpu().numpy()
+                    buf.zero_()  # an emptied batch's row must stay zero
+                    base += chunk
                 batch = order[b * batch_size : (b + 1) * batch_size]
                 if not all_alive:
                     batch = batch[alive[batch]]  # shrink, don't re-pack
@@ -237,17 +253,20 @@ def run_steps(
                 loss = F.cross_entropy(forward(shape, flat, X[idx]), y[idx])  # (B, F) -> (B, C) -> ()
                 loss.backward()
                 opt.step()
-                if incs is not None and before is not None:
-                    incs[e * nb + b] = flat.detach() - before
+                if before is not None:
+                    torch.sub(flat.detach(), before, out=buf[r - base])
                 read += len(batch)
             if progress is not None:
                 progress(nb)
+        if record:
+            dst[base:rows] = buf[: rows - base].cpu().numpy()
+            if isinstance(dst, np.memmap):
+                dst.flush()
         st = opt.state[flat]
-        state = OptState(
+        on_step(s, OptState(
             params=flat.detach().clone(),
             exp_avg=st["exp_avg"].detach().clone(),
             exp_avg_sq=st["exp_avg_sq"].detach().clone(),
             adam_step=int(st["step"].item()),
-        )
-        on_step(s, state, incs.cpu().numpy() if incs is not None else None)
+        ))
     return read

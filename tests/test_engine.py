@@ -125,7 +125,7 @@ class StoreView:
             run_steps(shape=self.shape, layout=lay, X=X, y=y, alive=alive, start=start, first=first,
                       seed=self.cfg.seed, shard=k, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size,
                       learning_rate=self.cfg.learning_rate, record_upto=0,
-                      on_step=lambda s, st, _i: out.__setitem__(s, st.params.numpy().copy()))
+                      on_step=lambda s, st: out.__setitem__(s, st.params.numpy().copy()))
         return out[lay.slices]
 
 
