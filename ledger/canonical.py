@@ -162,17 +162,18 @@ def check_canonical(data: bytes) -> dict[str, JSONValue]:
         raise NonCanonical("is nested too deeply") from None
     if end != len(text):
         raise NonCanonical(f"has trailing bytes after the JSON value (at char {end})")
-    if data.isascii():
-        try:
+    try:
+        if data.isascii():
             again = fast_encode(obj).encode("utf-8")
-        except UnicodeEncodeError:
-            raise NonCanonical("contains a lone surrogate") from None
-    else:
-        _check_nfc(obj)
-        try:
+        else:
+            _check_nfc(obj)
             again = rfc8785.dumps(obj)
-        except rfc8785.CanonicalizationError as exc:
-            raise NonCanonical(f"cannot be canonicalised ({exc})") from None
+    except UnicodeEncodeError:
+        raise NonCanonical("contains a lone surrogate") from None
+    except rfc8785.CanonicalizationError as exc:
+        raise NonCanonical(f"cannot be canonicalised ({exc})") from None
+    except RecursionError:
+        raise NonCanonical("is nested too deeply") from None
     if again != data:
         raise NonCanonical(f"differs from its canonical form {_first_difference(data, again)}")
     return obj  # type: ignore[no-any-return]

@@ -297,74 +297,87 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
             fast_envs: list[bytes] = []
             fast_rows: list[tuple[Any, ...]] = []
             for row in rows:
-                seq, event_id, etype, v, recorded_at, envelope, leaf_stored, chain_stored = row
-                obj = None
-                if lean and seq == expected and envelope.isascii():
-                    try:
-                        text = envelope.decode("ascii")
-                        obj, end = scan(text, 0)
-                    except (StopIteration, ValueError, RecursionError):
-                        obj = None
-                    else:
-                        if (
-                            end != len(text)
-                            or obj.__class__ is not dict
-                            or obj.keys() != keys
-                            or obj["seq"] != seq
-                            or obj["v"] != v
-                            or obj["event_id"] != event_id
-                            or obj["type"] != etype
-                            or obj["recorded_at"] != recorded_at
-                            or v != SCHEMA_VERSION
-                            or obj["v"].__class__ is not int
-                            or obj["seq"].__class__ is not int
-                            or not event_id
-                            or not etype
-                            or not ts_ok(recorded_at)
-                        ):
+                try:
+                    seq, event_id, etype, v, recorded_at, envelope, leaf_stored, chain_stored = row
+                    obj = None
+                    if lean and seq == expected and envelope.isascii():
+                        try:
+                            text = envelope.decode("ascii")
+                            obj, end = scan(text, 0)
+                        except (StopIteration, ValueError, RecursionError):
                             obj = None
-                if obj is None:
-                    # Slow path: report this row's problems; it counts as a leaf if its seq is where it should be.
-                    leaf = _row_problems(row, expected, found)
-                    if seq.__class__ is int and seq >= expected:
-                        if seq > expected:
-                            expected = seq
-                        if leaf is None:
-                            leaf = leaf_stored if _is_hash(leaf_stored) else bytes(HASH_SIZE)
+                        else:
+                            if (
+                                end != len(text)
+                                or obj.__class__ is not dict
+                                or obj.keys() != keys
+                                or obj["seq"] != seq
+                                or obj["v"] != v
+                                or obj["event_id"] != event_id
+                                or obj["type"] != etype
+                                or obj["recorded_at"] != recorded_at
+                                or v != SCHEMA_VERSION
+                                or obj["v"].__class__ is not int
+                                or obj["seq"].__class__ is not int
+                                or not event_id
+                                or not etype
+                                or not ts_ok(recorded_at)
+                            ):
+                                obj = None
+                    if obj is None:
+                        # Slow path: report this row's problems; it counts as a leaf if its seq is where it should be.
+                        leaf = _row_problems(row, expected, found)
+                        if seq.__class__ is int and seq >= expected:
+                            if seq > expected:
+                                expected = seq
+                            if leaf is None:
+                                leaf = leaf_stored if _is_hash(leaf_stored) else bytes(HASH_SIZE)
+                        else:
+                            continue  # out of place: not part of the sequence
                     else:
-                        continue  # out of place: not part of the sequence
-                else:
-                    fast_objs.append(obj)
-                    fast_envs.append(envelope)
-                    fast_rows.append(row)
-                    leaf = sha256(b"\x00" + envelope).digest()
-                    if leaf != leaf_stored:
-                        found.add(seq, "leaf hash differs from SHA-256(0x00 || envelope)", leaf, leaf_stored)
-                prefix = (chain_tag + expected).to_bytes(9, "big")  # 0x02 || seq as 8 bytes big-endian
-                link = sha256(prefix + prev_stored + leaf).digest()
-                if link == chain_stored:
-                    prev_stored = chain_stored
-                else:
-                    found.add(expected, "chain hash differs from SHA-256(0x02 || seq || previous chain || leaf)",
-                              link, chain_stored)
-                    prev_stored = chain_stored if chain_stored.__class__ is bytes and len(chain_stored) == 32 else link
-                # Until the first broken link the recomputed chain is the stored one; after it, keep both.
-                chain = sha256(prefix + chain + leaf).digest() if diverged else link
-                diverged = chain != prev_stored
-                add_leaf(leaf)
-                if expected == expect_size:
-                    chain_at_expected = chain
-                expected += 1
+                        fast_objs.append(obj)
+                        fast_envs.append(envelope)
+                        fast_rows.append(row)
+                        leaf = sha256(b"\x00" + envelope).digest()
+                        if leaf != leaf_stored:
+                            found.add(seq, "leaf hash differs from SHA-256(0x00 || envelope)", leaf, leaf_stored)
+                    prefix = (chain_tag + expected).to_bytes(9, "big")  # 0x02 || seq as 8 bytes big-endian
+                    link = sha256(prefix + prev_stored + leaf).digest()
+                    if link == chain_stored:
+                        prev_stored = chain_stored
+                    else:
+                        found.add(expected, "chain hash differs from SHA-256(0x02 || seq || previous chain || leaf)",
+                                  link, chain_stored)
+                        prev_stored = chain_stored if chain_stored.__class__ is bytes and len(chain_stored) == 32 else link
+                    # Until the first broken link the recomputed chain is the stored one; after it, keep both.
+                    chain = sha256(prefix + chain + leaf).digest() if diverged else link
+                    diverged = chain != prev_stored
+                    add_leaf(leaf)
+                    if expected == expect_size:
+                        chain_at_expected = chain
+                    expected += 1
+                except Exception as exc:  # a malformed row is a finding, never a crash
+                    found.add(expected, f"row could not be examined ({type(exc).__name__}: {exc})")
             if fast_objs:
                 joined = b"[" + b",".join(fast_envs) + b"]"
-                if encode(fast_objs).encode("utf-8") != joined or _may_hold_unsafe_int(joined):
+                if _encode_or_none(encode, fast_objs) != joined or _may_hold_unsafe_int(joined):
                     for obj, envelope, row in zip(fast_objs, fast_envs, fast_rows):
-                        if encode(obj).encode("utf-8") != envelope or long_digits(envelope):
-                            _row_problems(row, row[0], found, check_leaf=False)
+                        if _encode_or_none(encode, obj) != envelope or long_digits(envelope):
+                            try:
+                                _row_problems(row, row[0], found, check_leaf=False)
+                            except Exception as exc:  # never a crash
+                                found.add(row[0], f"row could not be examined ({type(exc).__name__}: {exc})")
     finally:
         if gc_was_enabled:
             gc.enable()
     return _Scan(leaves, chain, chain_at_expected)
+
+
+def _encode_or_none(encode: Any, value: Any) -> bytes | None:
+    try:
+        return encode(value).encode("utf-8")  # type: ignore[no-any-return]
+    except (ValueError, RecursionError):
+        return None
 
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")

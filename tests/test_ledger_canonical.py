@@ -97,3 +97,13 @@ def test_check_canonical_rejects(data: bytes, why: str) -> None:
     with pytest.raises(NonCanonical, match=why.replace("(", r"\(").replace(")", r"\)")):
         check_canonical(data)
 
+
+
+def test_key_order_is_utf16_not_code_points() -> None:
+    """RFC 8785 sorts keys by UTF-16 code units: U+1F600 (D83D DE00) comes before U+FFFD; code points disagree."""
+    value = {"\U0001F600": 1, "\ufffd": 2}
+    canonical = canonical_bytes(value)
+    assert canonical == '{"\U0001F600":1,"\ufffd":2}'.encode()
+    assert check_canonical(canonical) == value
+    with pytest.raises(NonCanonical, match="differs from its canonical form"):
+        check_canonical('{"\ufffd":2,"\U0001F600":1}'.encode())

@@ -185,6 +185,10 @@ def test_rewriting_every_row_with_recomputed_hashes_is_caught_with_an_older_head
         (lambda env: env.replace(b'"type":"forget.requested"', b'"type":"forget.applied"'),
          "column type differs from the envelope's type"),
         (lambda env: env[:-1], "envelope is not JSON"),
+        (lambda env: b"[1,2]", "envelope is not a JSON object"),
+        (lambda env: b"[" * 100_000 + b"]" * 100_000, "envelope is nested too deeply"),
+        (lambda env: env.replace(b'"request":"r3"', b'"request":"\xc3\xa9","\xf0\x9f\x98\x80":1,"\xef\xbf\xbd":2'),
+         "envelope differs from its canonical form"),
     ],
 )
 def test_non_canonical_envelopes_with_recomputed_hashes(path: Path, edit, why: str) -> None:
