@@ -17,6 +17,7 @@ version that does not step by one), is a Problem naming its seq: a finding, neve
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,13 +178,7 @@ class Events:
         raw = _get(p, "subjects", "subjects")
         if not isinstance(raw, list):
             raise _Bad("subjects", "a list", raw)
-        subjects = tuple(
-            Outcome(_str(s, "subject_ref", f"subjects[{i}]."), _int(s, "shard", f"subjects[{i}]."),
-                    _int(s, "slice", f"subjects[{i}]."), _str(s, "region", f"subjects[{i}].", choices=("update", "retrain")),
-                    _str(s, "strategy", f"subjects[{i}].", choices=STRATEGIES[1:]),
-                    _str(s, "guarantee", f"subjects[{i}].", choices=("exact", "approximate")))
-            for i, s in enumerate(raw)
-        )
+        subjects = tuple(_outcome(s, i) for i, s in enumerate(raw))
         timings = _get(p, "timings", "timings")
         device = p.get("device") if isinstance(p, Mapping) else None
         if device is not None and not isinstance(device, str):
@@ -239,8 +234,14 @@ class Events:
 def fold(entries: Iterable[tuple[int, str, Any]]) -> Events:
     """Fold (seq, type, payload) triples, in seq order."""
     events = Events()
-    for seq, event_type, payload in entries:
-        events.add(seq, event_type, payload)
+    enabled = gc.isenabled()
+    gc.disable()  # the fold allocates only acyclic objects; collection passes would dominate at 100k entries
+    try:
+        for seq, event_type, payload in entries:
+            events.add(seq, event_type, payload)
+    finally:
+        if enabled:
+            gc.enable()
     if events.genesis_seq is None and events.size:
         events.problems.insert(0, Problem(1, "the ledger has no genesis entry", "genesis", "none"))
     return events
@@ -250,7 +251,8 @@ def fold(entries: Iterable[tuple[int, str, Any]]) -> Events:
 
 
 def _get(obj: Any, key: str, path: str) -> Any:
-    if not isinstance(obj, Mapping):
+    # Payloads come from json.loads, so objects are dicts; `type(...) is dict` keeps the hot path cheap.
+    if type(obj) is not dict:
         raise _Bad(path.rsplit(".", 1)[0] if "." in path else "payload", "an object", obj)
     if key not in obj:
         raise _Bad(path, "present", "missing")
@@ -259,23 +261,43 @@ def _get(obj: Any, key: str, path: str) -> Any:
 
 def _str(obj: Any, key: str, where: str = "", *, choices: tuple[str, ...] = ()) -> str:
     value = _get(obj, key, where + key)
-    if not isinstance(value, str) or (choices and value not in choices):
+    if type(value) is not str or (choices and value not in choices):
         raise _Bad(where + key, f"one of {', '.join(choices)}" if choices else "a string", value)
     return value
 
 
 def _int(obj: Any, key: str, where: str = "") -> int:
     value = _get(obj, key, where + key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if type(value) is not int or value < 0:
         raise _Bad(where + key, "a non-negative integer", value)
     return value
 
 
 def _strs(obj: Any, key: str, where: str = "", *, nonempty: bool = False) -> tuple[str, ...]:
     value = _get(obj, key, where + key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (nonempty and not value):
+    if type(value) is not list or not all(type(v) is str for v in value) or (nonempty and not value):
         raise _Bad(where + key, "a non-empty list of strings" if nonempty else "a list of strings", value)
     return tuple(value)
+
+
+_REGIONS = frozenset(("update", "retrain"))
+_RESOLVED = frozenset(STRATEGIES[1:])
+_GUARANTEES = frozenset(("exact", "approximate"))
+
+
+def _outcome(s: Any, i: int) -> Outcome:
+    # The fast path accepts exactly what the slow one does; anything else goes the slow way for its message.
+    if type(s) is dict:
+        ref, shard, sl, region, strategy, guarantee = (s.get("subject_ref"), s.get("shard"), s.get("slice"),
+                                                       s.get("region"), s.get("strategy"), s.get("guarantee"))
+        if (type(ref) is str and type(shard) is int and shard >= 0 and type(sl) is int and sl >= 0
+                and region in _REGIONS and strategy in _RESOLVED and guarantee in _GUARANTEES):
+            return Outcome(ref, shard, sl, region, strategy, guarantee)  # type: ignore[arg-type]
+    where = f"subjects[{i}]."
+    return Outcome(_str(s, "subject_ref", where), _int(s, "shard", where), _int(s, "slice", where),
+                   _str(s, "region", where, choices=("update", "retrain")),
+                   _str(s, "strategy", where, choices=STRATEGIES[1:]),
+                   _str(s, "guarantee", where, choices=("exact", "approximate")))
 
 
 def _model(obj: Any, key: str) -> Model:
