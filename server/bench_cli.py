@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from forgetd.client.audit_bench import audit_command  # the auditor lives in client/; wiring only
+
 from .bench_serving import serving
 from .bench_unlearning import unlearning
 
@@ -15,3 +17,4 @@ def bench() -> None:
 
 bench.add_command(serving)
 bench.add_command(unlearning)
+bench.add_command(audit_command)
