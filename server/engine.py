@@ -19,7 +19,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,22 @@ from .config import STRATEGIES, EngineConfig
 from .data import Dataset
 from .errors import AlreadyForgotten, EmptyRequest, InvalidConfig, InvalidStrategy, StoreError, UnknownSample
 from .increments import ShardIncrements, ShardIndex
-from .model import MLPShape, forward, init_params
+from .model import MLPShape, ModelSnapshot, init_params
 from .rowstore import RowStore
 from .store import FORMAT, Manifest, StorePaths, atomic_write_json, collect_garbage, fsync_dir, save_array
-from .strategies import APPROXIMATE, EXACT, SampleRoute, ShardState, TrainParams, forget_shard, route
+from .strategies import (
+    APPROXIMATE,
+    EXACT,
+    ForgetResult,
+    Plan,
+    PlanEntry,
+    SampleResult,
+    SampleRoute,
+    ShardState,
+    TrainParams,
+    forget_shard,
+    route,
+)
 from .training import (
     OptState,
     cost,
@@ -42,10 +53,10 @@ from .training import (
     derive_seed,
     deterministic,
     make_layout,
+    ShardLayout,
     run_steps,
     step_offsets,
     threshold,
-    ShardLayout,
 )
 
 __all__ = ["Engine", "Plan", "PlanEntry", "ForgetResult", "SampleResult", "ModelSnapshot", "resolve_device"]
@@ -77,107 +88,6 @@ def _param_digest(params: np.ndarray) -> str:
 
 def _ref(key: bytes, sample_id: str) -> bytes:
     return hmac.new(key, sample_id.encode("utf-8"), hashlib.sha256).digest()
-
-
-# -- results ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    sample_id: str
-    shard: int
-    slice: int  # 1-based
-    region: str  # "update" | "retrain"
-    strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
-    estimated_samples_read: int  # if it were forgotten alone
-    guarantee: str  # EXACT | APPROXIMATE
-
-
-@dataclass(frozen=True)
-class Plan:
-    strategy: str  # resolved: never "auto"
-    m: int
-    samples: tuple[PlanEntry, ...]
-    estimated_samples_read: int  # the coalesced request (one retrain per shard from its earliest start)
-    guarantee: str
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    sample_id: str
-    shard: int
-    slice: int
-    region: str
-    strategy: str
-    guarantee: str
-
-
-@dataclass(frozen=True)
-class ForgetResult:
-    version: int
-    digest: str
-    shard_digests: tuple[str, ...]
-    strategy: str  # resolved
-    samples: tuple[SampleResult, ...]
-    guarantee: str
-    residue_steps: int  # unrecorded optimizer steps that held a DPUS-forgotten sample and were not retrained
-    samples_read: int
-    seconds: float
-    tag: str | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """JSON-safe, no floats: the duration is `micros`."""
-        return {
-            "version": self.version,
-            "digest": self.digest,
-            "shard_digests": list(self.shard_digests),
-            "strategy": self.strategy,
-            "samples": [vars(s).copy() for s in self.samples],
-            "guarantee": self.guarantee,
-            "residue_steps": self.residue_steps,
-            "samples_read": self.samples_read,
-            "micros": int(round(self.seconds * 1e6)),
-            "tag": self.tag,
-        }
-
-
-class ModelSnapshot:
-    """One model version's parameters on the engine's device; never mutated after it is handed out."""
-
-    def __init__(self, version: int, digest: str, shard_digests: tuple[str, ...], shape: MLPShape,
-                 params: tuple[torch.Tensor, ...], aggregation: str, device: str) -> None:
-        self.version = version
-        self.digest = digest
-        self.shard_digests = shard_digests
-        self.shape = shape
-        self.aggregation = aggregation
-        self.device = device
-        self._params = params  # each (P,), private copies
-
-    @property
-    def num_features(self) -> int:
-        return self.shape.num_features
-
-    @property
-    def num_classes(self) -> int:
-        return self.shape.num_classes
-
-    @torch.no_grad()
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, C) float32 for rows X (N, F), aggregated over shards."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.shape.num_features:
-            raise ValueError(f"X has shape {X.shape}; the model takes (rows, {self.shape.num_features})")
-        x = torch.from_numpy(np.array(X, dtype=np.float32, order="C")).to(self.device)  # (N, F), our own copy
-        out = torch.zeros((x.shape[0], self.shape.num_classes), dtype=torch.float32, device=self.device)
-        for flat in self._params:
-            logits = forward(self.shape, flat, x)  # (N, C)
-            if self.aggregation == "vote":
-                out += torch.nn.functional.one_hot(logits.argmax(dim=1), self.shape.num_classes).float()
-            else:
-                out += torch.softmax(logits, dim=1)
-        out /= len(self._params)
-        return out.cpu().numpy()
 
 
 # -- the engine ---------------------------------------------------------------------------------------------

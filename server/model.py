@@ -3,6 +3,8 @@
 One flat vector makes the unlearning arithmetic plain: a checkpoint is a row, an increment Delta_t is
 `flat_after - flat_before`, DPUS is a subtraction of rows, and the digest is a hash of the row's bytes.
 The layout is part of the digest's definition: layer by layer, weight (out, in) row-major then bias (out,).
+Training runs `forward` under autograd on a flat nn.Parameter (training.run_steps); serving runs it through
+a `ModelSnapshot`, one version's parameters frozen on the engine's device.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-__all__ = ["MLPShape", "MLP", "init_params", "forward"]
+__all__ = ["MLPShape", "ModelSnapshot", "init_params", "forward"]
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,40 @@ def forward(shape: MLPShape, flat: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return x
 
 
-class MLP(nn.Module):
-    """The trainable module: one nn.Parameter holding the flat vector, so Adam sees a single tensor."""
+class ModelSnapshot:
+    """One model version's parameters on the engine's device; never mutated after it is handed out."""
 
-    def __init__(self, shape: MLPShape, flat: torch.Tensor) -> None:
-        super().__init__()
-        if flat.shape != (shape.num_params,):
-            raise ValueError(f"flat parameters have shape {tuple(flat.shape)}; the MLP needs ({shape.num_params},)")
+    def __init__(self, version: int, digest: str, shard_digests: tuple[str, ...], shape: MLPShape,
+                 params: tuple[torch.Tensor, ...], aggregation: str, device: str) -> None:
+        self.version = version
+        self.digest = digest
+        self.shard_digests = shard_digests
         self.shape = shape
-        self.flat = nn.Parameter(flat.clone())
+        self.aggregation = aggregation
+        self.device = device
+        self._params = params  # each (P,), private copies
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, F) -> (B, C)
-        return forward(self.shape, self.flat, x)
+    @property
+    def num_features(self) -> int:
+        return self.shape.num_features
+
+    @property
+    def num_classes(self) -> int:
+        return self.shape.num_classes
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) float32 for rows X (N, F), aggregated over shards."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.shape.num_features:
+            raise ValueError(f"X has shape {X.shape}; the model takes (rows, {self.shape.num_features})")
+        x = torch.from_numpy(np.array(X, dtype=np.float32, order="C")).to(self.device)  # (N, F), our own copy
+        out = torch.zeros((x.shape[0], self.shape.num_classes), dtype=torch.float32, device=self.device)
+        for flat in self._params:
+            logits = forward(self.shape, flat, x)  # (N, C)
+            if self.aggregation == "vote":
+                out += F.one_hot(logits.argmax(dim=1), self.shape.num_classes).float()
+            else:
+                out += torch.softmax(logits, dim=1)
+        out /= len(self._params)
+        return out.cpu().numpy()

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,12 @@ from .increments import ShardIncrements, ShardIndex, subtract
 from .model import MLPShape
 from .training import ShardLayout, run_steps
 
-__all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "forget_shard", "EXACT", "APPROXIMATE"]
+__all__ = [
+    "Plan",
+    "PlanEntry",
+    "ForgetResult",
+    "SampleResult",
+    "ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "forget_shard", "EXACT", "APPROXIMATE"]
 
 EXACT = "EXACT"
 APPROXIMATE = "APPROXIMATE"
@@ -189,3 +195,65 @@ def forget_shard(
         residue_steps=residue,
         samples_read=read,
     )
+
+
+# -- what the engine reports (re-exported by forgetd.server.engine) ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    sample_id: str
+    shard: int
+    slice: int  # 1-based
+    region: str  # "update" | "retrain"
+    strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
+    estimated_samples_read: int  # if it were forgotten alone
+    guarantee: str  # EXACT | APPROXIMATE
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str  # resolved: never "auto"
+    m: int
+    samples: tuple[PlanEntry, ...]
+    estimated_samples_read: int  # the coalesced request (one retrain per shard from its earliest start)
+    guarantee: str
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    sample_id: str
+    shard: int
+    slice: int
+    region: str
+    strategy: str
+    guarantee: str
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    version: int
+    digest: str
+    shard_digests: tuple[str, ...]
+    strategy: str  # resolved
+    samples: tuple[SampleResult, ...]
+    guarantee: str
+    residue_steps: int  # unrecorded optimizer steps that held a DPUS-forgotten sample and were not retrained
+    samples_read: int
+    seconds: float
+    tag: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-safe, no floats: the duration is `micros`."""
+        return {
+            "version": self.version,
+            "digest": self.digest,
+            "shard_digests": list(self.shard_digests),
+            "strategy": self.strategy,
+            "samples": [vars(s).copy() for s in self.samples],
+            "guarantee": self.guarantee,
+            "residue_steps": self.residue_steps,
+            "samples_read": self.samples_read,
+            "micros": int(round(self.seconds * 1e6)),
+            "tag": self.tag,
+        }
