@@ -9,6 +9,7 @@ building the answer). Forgets run against a private copy of the store (the bench
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import statistics
 import tempfile
@@ -89,6 +90,18 @@ def _interleaved(a: Callable[[], Any], b: Callable[[], Any], n: int, blocks: int
     return ta, tb
 
 
+def _client(ours: str, echo: str, wire: dict[int, bytes], plan: list[tuple[int, int]]) -> dict[int, tuple[list[float], list[float]]]:
+    """The load generator (in a child process): per batch size, timed Predicts on both servers."""
+    out = {}
+    with grpc.insecure_channel(ours) as a, grpc.insecure_channel(echo) as b:
+        stub_a = inference_service_pb2_grpc.InferenceServiceStub(a)
+        stub_b = inference_service_pb2_grpc.InferenceServiceStub(b)
+        for n, calls in plan:
+            request = inference_service_pb2.PredictRequest.FromString(wire[n])
+            out[n] = _interleaved(lambda: stub_a.Predict(request), lambda: stub_b.Predict(request), calls)
+    return out
+
+
 def run_serving_bench(bench: ServingBench, progress: Callable[[str], None] = lambda _m: None) -> Figures:
     with tempfile.TemporaryDirectory(prefix="forgetd-bench-") as tmp:
         store = Path(tmp) / "store"
@@ -133,13 +146,16 @@ def _measure(bench: ServingBench, daemon: Any, port: int, progress: Callable[[st
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(_Echo(responses), echo)
     echo_port = echo.add_insecure_port("127.0.0.1:0")
     echo.start()
-    echo_channel = grpc.insecure_channel(f"127.0.0.1:{echo_port}")
-    echo_stub = inference_service_pb2_grpc.InferenceServiceStub(echo_channel)
     try:
-        for n in sizes:
-            calls = bench.latency_calls if n == 1 else bench.throughput_calls
-            progress(f"Predict, {n} row(s): {calls} calls each on forgetd and on the bare echo")
-            ours, bare = _interleaved(lambda: inference.Predict(requests[n]), lambda: echo_stub.Predict(requests[n]), calls)
+        # The client runs in its own process, as real clients do: sharing this process's GIL with the
+        # servers would charge the client's own work to whichever server was measured.
+        wire = {n: r.SerializeToString() for n, r in requests.items()}
+        plan = [(n, bench.latency_calls if n == 1 else bench.throughput_calls) for n in sizes]
+        progress("Predict: " + ", ".join(f"{calls} calls of {n} row(s)" for n, calls in plan)
+                 + " on forgetd and on the bare echo, alternating")
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            timings = pool.apply(_client, (f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}", wire, plan))
+        for n, (ours, bare) in timings.items():
             figures.predict[f"{n} row" + ("s" if n > 1 else "")] = {
                 "forgetd_p50_ms": _pct(ours, 50) * 1e3, "forgetd_p99_ms": _pct(ours, 99) * 1e3,
                 "echo_p50_ms": _pct(bare, 50) * 1e3, "echo_p99_ms": _pct(bare, 99) * 1e3,
@@ -148,7 +164,6 @@ def _measure(bench: ServingBench, daemon: Any, port: int, progress: Callable[[st
             }  # fmt: skip
         _forgets(bench, runtime, channel, figures, progress)
     finally:
-        echo_channel.close()
         channel.close()
         echo.stop(0)
     return figures

@@ -10,6 +10,7 @@ folded, and again from the first moment of shutdown, so a load balancer never ro
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -194,6 +195,7 @@ class Daemon:
         self.address = f"{config.listen.rpartition(':')[0]}:{self.port}"
         self._started = False
         self._stopped = threading.Event()
+        self._threads = contextlib.ExitStack()  # torch's thread setting while serving, restored at stop
 
     def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -206,16 +208,19 @@ class Daemon:
 
     def start(self) -> None:
         """Serves health (NOT_SERVING) at once, then loads the store, recovers the ledger, and goes SERVING."""
-        from .worker import Runtime  # torch: only once a store is actually served
+        from .predictor import serving_threads  # torch: only once a store is actually served
+        from .worker import Runtime
 
         if self._started:
             raise RuntimeError("the daemon was already started")
         self._started = True
         self._server.start()
         try:
+            self._threads.enter_context(serving_threads())
             runtime = Runtime.open(self.config)
         except BaseException:
             self._server.stop(0)
+            self._threads.close()
             raise
         with self._slot.lock:
             if self._slot.shutting_down:  # stop() raced with loading: close what we opened
@@ -244,6 +249,7 @@ class Daemon:
         done.wait()
         if runtime is not None:
             runtime.close()
+        self._threads.close()
         self._stopped.set()
         log.info("stopped")
 
