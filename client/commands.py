@@ -190,5 +190,6 @@ def _format_model(m: ModelInfo) -> str:
         ("strategy", f"auto = {c.default_strategy}"),
         ("accuracy", f"{m.training_accuracy:.4f} at training time"),
         ("device", m.device),
+        ("head key", f"{m.head_public_key} (Ed25519; verifies the signed ledger heads)"),
     ]
     return "\n".join(f"{name:<10}{value}" for name, value in rows)

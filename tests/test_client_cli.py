@@ -128,8 +128,9 @@ def test_model_prints_the_live_version(runner: CliRunner, daemon: RunningDaemon)
     assert re.fullmatch(r"digest    [0-9a-f]{64}", lines[1])
     assert lines[2] == "forgotten 0 samples"
     assert [line.split()[0] for line in lines] == [
-        "version", "digest", "forgotten", "shape", "sharding", "strategy", "accuracy", "device"
+        "version", "digest", "forgotten", "shape", "sharding", "strategy", "accuracy", "device", "head"
     ]
+    assert re.fullmatch(r"head key  [0-9a-f]{64} \(Ed25519; verifies the signed ledger heads\)", lines[-1])
     code, out, _ = _run(runner, daemon.address, "model", "--json")
     info = json.loads(out)
     assert (code, info["version"], info["config"]["default_strategy"] in ("hs", "ohs")) == (0, 0, True)
