@@ -45,6 +45,7 @@ class ServingBench:
     forgets: int = 20  # Forgets with wait=true per strategy
     strategies: tuple[str, ...] = ("dpus", "hs", "ohs", "sisa", "retrain")
     seed: int = 0
+    device: str = "auto"  # where the daemon holds the model and runs Predict
 
 
 @dataclass
@@ -107,25 +108,25 @@ def run_serving_bench(bench: ServingBench, progress: Callable[[str], None] = lam
         store = Path(tmp) / "store"
         if bench.store is None:
             progress(f"training a {bench.train_rows}-row synthetic store")
-            _train(store, bench.train_rows)
+            _train(store, bench.train_rows, bench.device)
         else:
             shutil.copytree(bench.store, store)  # forgets change a store: never the caller's
             (store / "ledger.sqlite").unlink(missing_ok=True)
             for suffix in ("-wal", "-shm"):
                 (store / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
-        daemon, port = create_server(ServerConfig(store=store, listen="127.0.0.1:0"))
+        daemon, port = create_server(ServerConfig(store=store, listen="127.0.0.1:0", device=bench.device))
         with daemon:
             return _measure(bench, daemon, port, progress)
 
 
-def _train(path: Path, rows: int) -> None:
+def _train(path: Path, rows: int, device: str) -> None:
     from .config import EngineConfig
     from .data import load_dataset
     from .engine import Engine
     from .serve_cli import DEMO_EPOCHS, DEMO_SLICES
 
-    Engine.train(load_dataset("synthetic", n=rows, seed=0), EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS),
-                 path).close()
+    config = EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS, device=device)
+    Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
 
 
 def _measure(bench: ServingBench, daemon: Any, port: int, progress: Callable[[str], None]) -> Figures:
@@ -250,10 +251,13 @@ def _strategy(name: str) -> str:
 @click.option("--acks", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--forgets", type=click.IntRange(min=0), default=20, show_default=True, help="Per strategy.")
 @click.option("--strategies", default="dpus,hs,ohs,sisa,retrain", show_default=True, callback=_csv(_strategy))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def serving(store: Path | None, train_rows: int, latency_calls: int, throughput_calls: int,
-            batch_sizes: tuple[int, ...], acks: int, forgets: int, strategies: tuple[str, ...], as_json: bool) -> None:
+            batch_sizes: tuple[int, ...], acks: int, forgets: int, strategies: tuple[str, ...], device: str,
+            as_json: bool) -> None:
     """Predict latency and throughput beside a bare gRPC echo, Forget ack and completion latency."""
-    config = ServingBench(store, train_rows, latency_calls, throughput_calls, batch_sizes, acks, forgets, strategies)
+    config = ServingBench(store, train_rows, latency_calls, throughput_calls, batch_sizes, acks, forgets, strategies,
+                          device=device)
     figures = run_serving_bench(config, progress=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(asdict(figures), indent=2) if as_json else format_figures(figures))
