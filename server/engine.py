@@ -11,6 +11,7 @@ parameter bytes concatenated in shard order 0..K-1. Bitwise equal on the same ki
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -157,16 +158,42 @@ class Engine:
         self.train_seconds = float(meta["train_seconds"])
         self._shape = MLPShape(self.num_features, config.hidden_sizes, self.num_classes)
         self._manifest = Manifest.read(paths.manifest)
-        collect_garbage(paths, self._manifest)
-        self.subject_key = paths.subject_key.read_bytes()
-        self._rows = RowStore.open(paths.rows)
+        # One engine per store writes: the first to open holds an exclusive lock, and only the holder may
+        # tidy up (delete unreferenced files, finish an erasure) or forget. Another engine opened on the
+        # same store reads, plans and predicts; its forget() fails while the holder is open.
+        self._lock_fd = os.open(root / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        self._owner = self._try_lock()
         try:
-            self._load_state()
+            if self._owner:
+                collect_garbage(paths, self._manifest)
+            self.subject_key = paths.subject_key.read_bytes()
+            self._rows = RowStore.open(paths.rows)
+            try:
+                self._load_state()
+            except BaseException:
+                self._rows.close()
+                raise
         except BaseException:
-            self._rows.close()
+            os.close(self._lock_fd)
             raise
         self._snapshot = self._make_snapshot()
         return self
+
+    def _try_lock(self) -> bool:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _take_over(self) -> None:
+        """Become the store's writer, if the engine that was writing has closed and changed nothing since."""
+        if not self._try_lock():
+            raise StoreError(f"{self.store_dir}: another engine has this store open; only one may forget (close it first)")
+        if Manifest.read(self._paths.manifest).version != self.version:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            raise StoreError(f"{self.store_dir}: another engine changed the store since this one opened it; open it again")
+        self._owner = True
 
     def _load_state(self) -> None:
         paths, cfg, man = self._paths, self.config, self._manifest
@@ -191,7 +218,8 @@ class Engine:
             raise StoreError(f"{paths.rows}: a row the store never trained on; the store is damaged")
         leftover = [sid for sid, p in zip(ids, pos.tolist()) if p in forgotten]
         if leftover:
-            self._rows.erase(leftover)
+            if self._owner:
+                self._rows.erase(leftover)
             keep = np.array([p not in forgotten for p in pos.tolist()], bool)
             ids, X, y, pos = [i for i, k in zip(ids, keep) if k], X[keep], y[keep], pos[keep]
         if len(pos) + len(forgotten) != n:
@@ -337,6 +365,8 @@ class Engine:
         with self._lock:
             if self._closed:
                 raise StoreError(f"{self.store_dir}: the engine is closed")
+            if not self._owner:
+                self._take_over()
             t0 = time.perf_counter()
             resolved = self._resolve(strategy)
             located = self._locate(ids)
@@ -444,6 +474,7 @@ class Engine:
             if not self._closed:
                 self._closed = True
                 self._rows.close()
+                os.close(self._lock_fd)  # releases the lock
                 for st in self._shards:
                     st.increments.release()
 

@@ -190,3 +190,19 @@ def test_store_json_names_the_live_state(engine: Engine) -> None:
     assert manifest["version"] == 1 and manifest["tag"] == "abc"
     live = set(manifest["files"].values())
     assert {p.name for p in (engine.store_dir / "artifacts").iterdir()} == live
+
+
+def test_only_one_engine_per_store_forgets(engine: Engine) -> None:
+    reader = Engine.open(engine.store_dir)  # the fixture's engine holds the store
+    victim = engine.sample_ids()[0]
+    assert reader.plan([victim]).samples[0].sample_id == victim and reader.digest() == engine.digest()
+    with pytest.raises(StoreError, match="another engine has this store open"):
+        reader.forget([victim])
+    engine.forget([victim], "dpus")
+    engine.close()
+    for _ in range(2):  # stale for good: it never writes over the newer version
+        with pytest.raises(StoreError, match="changed the store since"):
+            reader.forget([reader.sample_ids()[1]])
+    reader.close()
+    with Engine.open(engine.store_dir) as fresh:
+        assert fresh.version == 1 and fresh.forget([fresh.sample_ids()[1]]).version == 2
