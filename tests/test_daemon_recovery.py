@@ -125,3 +125,35 @@ def test_a_ledger_from_another_deployment_is_refused(store: Path, trained_store:
     shutil.copytree(store / "keys", other / "keys", dirs_exist_ok=True)
     with pytest.raises(StoreError, match="the store is at version 0 .* but the ledger says version 1"):
         _start(other)
+
+
+def test_requests_queued_behind_a_running_batch_are_coalesced_by_strategy_in_ledger_order(
+        store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    real_forget = Engine.forget
+    first_running, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def held_forget(self, ids, strategy="auto", *, tag=None):
+        calls.append(list(ids))
+        if len(calls) == 1:  # hold the first batch until the others are queued behind it
+            first_running.set()
+            release.wait(60)
+        return real_forget(self, ids, strategy, tag=tag)
+
+    monkeypatch.setattr(Engine, "forget", held_forget)
+    dpus, sisa = common_pb2.STRATEGY_DPUS, common_pb2.STRATEGY_SISA
+    with running_daemon(store) as running:
+        _, unlearning = running.stubs()
+        unlearning.Forget(upb.ForgetRequest(sample_ids=["synthetic:0"], strategy=dpus, request_id="a"))
+        assert first_running.wait(60)
+        for rid, sample, strategy in [("b", 1, dpus), ("c", 2, dpus), ("d", 3, sisa), ("e", 4, dpus), ("f", 1, dpus)]:
+            unlearning.Forget(upb.ForgetRequest(sample_ids=[f"synthetic:{sample}"], strategy=strategy, request_id=rid))
+        release.set()
+        last = forget(unlearning, ["synthetic:1"], "f", strategy=dpus)
+        assert last.samples[0].applied_seq < last.receipt.applied_seq  # "b" forgot it first
+    batches = [(b.request_ids, len(b.subjects)) for b in sorted(set(fold_ledger(store).applied_by_request.values()),
+                                                                  key=lambda b: b.seq)]
+    assert batches == [(("a",), 1), (("b", "c"), 2), (("d",), 1), (("e", "f"), 1)]
+    assert calls == [["synthetic:0"], ["synthetic:1", "synthetic:2"], ["synthetic:3"], ["synthetic:4"]]
