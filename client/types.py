@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from typing import Any
 
 from forgetd.client.errors import InvalidStrategy
@@ -258,6 +259,19 @@ class Receipt:
     @property
     def applied(self) -> bool:
         return self.status is ForgetStatus.APPLIED
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the receipt as JSON, the form `forgetd forget --json` prints (forgetd.client.receipts)."""
+        from forgetd.client.receipts import save_receipt
+
+        save_receipt(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Receipt:
+        """Read a receipt saved by `save` (or printed by `forgetd forget --json`); InvalidReceipt if malformed."""
+        from forgetd.client.receipts import load_receipt
+
+        return load_receipt(path)
 
     @classmethod
     def from_proto(cls, msg: unlearning_service_pb2.ForgetResponse) -> Receipt:
