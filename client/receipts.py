@@ -18,6 +18,7 @@ The JSON form is exactly what `forgetd forget --json` prints, so that output is 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,11 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
     return to_jsonable(receipt)  # type: ignore[no-any-return]
 
 
-def save_receipt(receipt: Receipt, path: str | Path) -> None:
+def save_receipt(receipt: Receipt, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(json.dumps(receipt_to_json(receipt), indent=2, sort_keys=True) + "\n")
 
 
-def load_receipt(path: str | Path) -> Receipt:
+def load_receipt(path: str | os.PathLike[str]) -> Receipt:
     """Read a receipt file; InvalidReceipt names what is wrong with it."""
     try:
         data = json.loads(Path(path).read_text())

@@ -50,6 +50,8 @@ def test_json_round_trip(receipts: list[Receipt], tmp_path: Path) -> None:
     for receipt in receipts:
         save_receipt(receipt, tmp_path / "r.json")
         assert load_receipt(tmp_path / "r.json") == receipt
+        receipt.save(tmp_path / "m.json")
+        assert Receipt.load(tmp_path / "m.json") == receipt
     pending = receipt_to_json(receipts[2])
     assert pending["applied_proof"] is None or pending["status"] == "applied"
 
