@@ -236,18 +236,22 @@ def run_steps(
             base = 0
         for e in range(epochs):
             order = epoch_order(layout, seed, shard, s, e)
+            cuts = np.arange(0, nb + 1) * batch_size  # batch b is order[cuts[b]:cuts[b+1]]
+            if not all_alive:  # shrink, don't re-pack: drop forgotten members, keep every batch's bounds
+                keep = alive[order]
+                order = order[keep]
+                cuts = np.concatenate([[0], np.cumsum(keep)])[np.minimum(cuts, len(keep))]
+            order_dev = torch.from_numpy(order).to(device)  # one host-to-device copy per epoch
             for b in range(nb):
                 r = e * nb + b  # this optimizer step's row in the step's increments
                 if record and r == base + chunk:
                     dst[base : base + chunk] = buf.cpu().numpy()
                     buf.zero_()  # an emptied batch's row must stay zero
                     base += chunk
-                batch = order[b * batch_size : (b + 1) * batch_size]
-                if not all_alive:
-                    batch = batch[alive[batch]]  # shrink, don't re-pack
-                if len(batch) == 0:
+                lo, hi = int(cuts[b]), int(cuts[b + 1])
+                if hi == lo:
                     continue  # nothing left to learn from: no optimizer step, increment stays zero
-                idx = torch.from_numpy(batch).to(device)
+                idx = order_dev[lo:hi]
                 before = flat.detach().clone() if record else None
                 opt.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(forward(shape, flat, X[idx]), y[idx])  # (B, F) -> (B, C) -> ()
@@ -255,7 +259,7 @@ def run_steps(
                 opt.step()
                 if before is not None:
                     torch.sub(flat.detach(), before, out=buf[r - base])
-                read += len(batch)
+                read += hi - lo
             if progress is not None:
                 progress(nb)
         if record:

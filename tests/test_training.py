@@ -205,3 +205,60 @@ def test_train_command_errors(tmp_path: Path, args: list[str], code: int, messag
 def test_train_command_has_help() -> None:
     result = CliRunner().invoke(train, ["-h"])
     assert result.exit_code == 0 and "--budget" in result.output and "adult:DIR" in result.output
+
+
+# -- the training loop against a naive reference ------------------------------------------------------------
+
+
+def _naive_training(shape, lay, X, y, alive, start, epochs, batch, lr, seed):  # type: ignore[no-untyped-def]
+    """Steps 1..S the obvious way: every planned batch, minus its forgotten members, one Adam step each."""
+    import torch
+
+    flat = torch.nn.Parameter(start.clone())
+    opt = torch.optim.Adam([flat], lr=lr, foreach=False)
+    for s in range(1, lay.slices + 1):
+        for e in range(epochs):
+            order = epoch_order(lay, seed, 0, s, e).tolist()
+            for b in range(0, len(order), batch):
+                members = [j for j in order[b : b + batch] if alive[j]]
+                if not members:
+                    continue
+                opt.zero_grad()
+                idx = torch.tensor(members)
+                torch.nn.functional.cross_entropy(forward(shape, flat, X[idx]), y[idx]).backward()
+                opt.step()
+    return flat.detach()
+
+
+def test_run_steps_shrinks_batches_and_skips_emptied_ones_like_the_naive_loop() -> None:
+    import torch
+
+    from forgetd.server.training import OptState, deterministic, run_steps
+
+    (lay,) = make_layout([f"s{i}" for i in range(90)], 1, 3, seed=4)
+    shape = MLPShape(6, (5,), 3)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(90, 6, generator=gen), torch.randint(0, 3, (90,), generator=gen)
+    alive = np.ones(90, bool)
+    first_batch = epoch_order(lay, 4, 0, 1, 0)[:10]
+    alive[first_batch] = False  # empties step 1's first batch (batch 10)
+    alive[[40, 41, 77]] = False
+    p0 = init_params(shape, 1)
+    zeros = torch.zeros_like(p0)
+    states: dict[int, OptState] = {}
+    incs: dict[int, np.ndarray] = {}
+
+    def sink(s: int, rows: int) -> np.ndarray:
+        incs[s] = np.full((rows, shape.num_params), np.nan, np.float32)
+        return incs[s]
+
+    with deterministic():
+        read = run_steps(shape=shape, layout=lay, X=X, y=y, alive=alive, start=OptState(p0, zeros, zeros, 0),
+                         first=1, seed=4, shard=0, epochs=2, batch_size=10, learning_rate=0.01, record_upto=2,
+                         on_step=states.__setitem__, increments=sink)
+        expected = _naive_training(shape, lay, X, y, alive, p0, 2, 10, 0.01, 4)
+    assert torch.equal(states[3].params, expected)
+    assert read == 2 * sum(int(alive[: lay.step_size(s)].sum()) for s in (1, 2, 3))
+    assert sorted(incs) == [1, 2] and not np.isnan(incs[1]).any()
+    assert not incs[1][0].any()  # the emptied batch: no step, a zero increment
+    assert np.allclose(incs[1].sum(0) + incs[2].sum(0), states[2].params.numpy() - p0.numpy(), atol=1e-5)
