@@ -26,7 +26,13 @@ from .errors import (
     RootMismatch,
     SigningError,
 )
-from .merkle import EMPTY_ROOT, hash_leaf
+from .merkle import (
+    EMPTY_ROOT,
+    hash_leaf,
+    root_from_inclusion_proof,
+    verify_consistency_proof,
+    verify_inclusion_proof,
+)
 from .model import Entry, Head
 from .proofs import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 from .signing import SignedHead, SigningKey, load_or_create_signing_key, sign_head, verify_signed_head
@@ -63,10 +69,13 @@ __all__ = [
     "VerifyReport",
     "hash_leaf",
     "load_or_create_signing_key",
+    "root_from_inclusion_proof",
     "sign_head",
     "subject_ref",
     "verify_consistency",
+    "verify_consistency_proof",
     "verify_inclusion",
+    "verify_inclusion_proof",
     "verify_ledger",
     "verify_signed_head",
 ]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import multiprocessing
+import os
 import re
 import sqlite3
 import threading
@@ -133,11 +135,15 @@ class _Findings:
             self.omitted += 1
 
 
-def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None) -> VerifyReport:
+def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None, jobs: int | None = None) -> VerifyReport:
     """Recompute every hash, envelope and link of the ledger at `path`; see the module docstring.
 
     `expect_head` (a Head or its hex) is a head the caller kept from earlier: the ledger must still contain
     it as a prefix. Raises LedgerNotFound if there is no file; everything wrong *inside* the file is reported.
+
+    `jobs` is how many processes may check rows (None: one per CPU, up to 4, for ledgers of 20,000 entries or
+    more, when forking is safe). Worker processes only confirm a clean ledger; if any of them finds anything,
+    the whole ledger is checked again in this process, so findings never depend on `jobs`.
     """
     started = time.perf_counter()
     path = Path(path)
@@ -150,6 +156,7 @@ def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None) ->
     head: Head | None = None
     entries = 0
     integrity: _IntegrityCheck | None = None
+    pool: Any = None  # a multiprocessing Pool when rows are checked in several processes
     try:
         conn = _connect(path)
     except sqlite3.Error as exc:
@@ -162,10 +169,18 @@ def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None) ->
         except sqlite3.Error as exc:
             found.add(None, f"cannot read the schema: {exc}")
             return _report(path, 0, None, found, expect_head, started, checks)
+        expect_size = expect_head.size if expect_head else 0
+        ranges = _plan_workers(conn, strict, jobs)
+        if ranges:  # fork while this process has no other thread and no open SQLite connection
+            conn.close()
+            pool = multiprocessing.get_context("fork").Pool(len(ranges))
+            conn = _connect(path)
         integrity = _IntegrityCheck(path)
         integrity.start()
         try:
-            scan = _scan_rows(conn, found, expect_head.size if expect_head else 0, strict=strict)
+            scan = _scan_in_parallel(pool, str(path), ranges, expect_size) if pool else None
+            if scan is None:
+                scan = _scan_rows(conn, found, expect_size, strict=strict)
             checks += ["envelopes", "leaf hashes", "chain links"]
         except sqlite3.Error as exc:
             found.add(None, f"cannot read the {TABLE} rows: {exc}")
@@ -179,6 +194,9 @@ def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None) ->
                 checks.append("expected head")
     finally:
         conn.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         if integrity is not None:
             integrity.join()
             for line in integrity.result:
@@ -260,8 +278,11 @@ class _Scan:
     chain_at_expected: bytes | None  # the same after row `expect_size`
 
 
-def _rows(conn: sqlite3.Connection) -> Iterator[list[tuple[Any, ...]]]:
-    cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY seq")
+def _rows(conn: sqlite3.Connection, lo: int = 1, hi: int | None = None) -> Iterator[list[tuple[Any, ...]]]:
+    if hi is None:  # everything, rows with a non-integer seq included
+        cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY seq")
+    else:
+        cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE seq >= ? AND seq < ? ORDER BY seq", (lo, hi))
     while True:
         rows = cur.fetchmany(_CHUNK)
         if not rows:
@@ -269,7 +290,16 @@ def _rows(conn: sqlite3.Connection) -> Iterator[list[tuple[Any, ...]]]:
         yield rows
 
 
-def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, strict: bool = True) -> _Scan:
+def _scan_rows(
+    conn: sqlite3.Connection,
+    found: _Findings,
+    expect_size: int,
+    *,
+    strict: bool = True,
+    lo: int = 1,
+    hi: int | None = None,
+    prev_chain: bytes = ZERO_CHAIN,
+) -> _Scan:
     # The hot loop: locals only, no per-row Python function calls on the happy path. Anything unusual drops
     # to _row_problems(), which re-examines the row slowly and says exactly what is wrong. `strict` says the
     # schema check passed, so SQLite itself guarantees each column's type (STRICT, NOT NULL): the lean path
@@ -284,15 +314,15 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
     chain_tag = CHAIN_PREFIX[0] << 64
     leaves: list[bytes] = []
     add_leaf = leaves.append
-    expected = 1  # the seq the next row should have
-    prev_stored = ZERO_CHAIN  # the stored chain hash of the previous row (for link checks)
-    chain = ZERO_CHAIN  # the chain recomputed from envelopes alone
+    expected = lo  # the seq the next row should have
+    prev_stored = prev_chain  # the stored chain hash of the previous row (for link checks)
+    chain = prev_chain  # the chain recomputed from envelopes alone
     diverged = False  # whether `chain` and `prev_stored` differ
     chain_at_expected: bytes | None = ZERO_CHAIN if expect_size == 0 else None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loop allocates only acyclic objects; collection passes would dominate otherwise
     try:
-        for rows in _rows(conn):
+        for rows in _rows(conn, lo, hi):
             fast_objs: list[Any] = []
             fast_envs: list[bytes] = []
             fast_rows: list[tuple[Any, ...]] = []
@@ -367,10 +397,74 @@ def _scan_rows(conn: sqlite3.Connection, found: _Findings, expect_size: int, *, 
                                 _row_problems(row, row[0], found, check_leaf=False)
                             except Exception as exc:  # never a crash
                                 found.add(row[0], f"row could not be examined ({type(exc).__name__}: {exc})")
+        if hi is not None and expected < hi:
+            found.add(expected, f"missing: no row has seq {expected}..{hi - 1}")
     finally:
         if gc_was_enabled:
             gc.enable()
     return _Scan(leaves, chain, chain_at_expected)
+
+
+# --- several processes ----------------------------------------------------------------------------------
+
+PARALLEL_MIN_ENTRIES = 20_000
+MAX_JOBS = 4
+
+
+def _plan_workers(conn: sqlite3.Connection, strict: bool, jobs: int | None) -> list[tuple[int, int]]:
+    """Seq ranges for worker processes, or [] to check everything here.
+
+    Only a ledger whose schema is intact (so every seq is an integer) and whose seqs look gapless is split;
+    only with the fork start method, and only while this process runs a single thread (forking a process
+    with other threads can deadlock the child)."""
+    if not strict or jobs == 1:
+        return []
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() != 1:
+        return []
+    count, low, high = conn.execute(f"SELECT count(*), min(seq), max(seq) FROM {TABLE}").fetchone()
+    if jobs is None:
+        if count < PARALLEL_MIN_ENTRIES:
+            return []
+        jobs = min(os.cpu_count() or 1, MAX_JOBS)
+    if jobs < 2 or count < jobs or low != 1 or high != count:
+        return []
+    step = -(-count // jobs)
+    return [(start, min(start + step, count + 1)) for start in range(1, count + 1, step)]
+
+
+def _scan_in_parallel(pool: Any, path: str, ranges: list[tuple[int, int]], expect_size: int) -> _Scan | None:
+    """Check each seq range in its own process; the joined result, or None if any range was not spotless."""
+    try:
+        parts = pool.starmap(_scan_range, [(path, lo, hi, expect_size) for lo, hi in ranges])
+    except Exception:  # a worker that failed in any way: the caller checks everything itself
+        return None
+    if any(part is None for part in parts):
+        return None
+    leaves: list[bytes] = []
+    chain_at_expected = ZERO_CHAIN if expect_size == 0 else None
+    chain = ZERO_CHAIN
+    for (lo, _hi), part in zip(ranges, parts):
+        assert part is not None
+        joined, chain, at_expected = part
+        leaves += [joined[i:i + HASH_SIZE] for i in range(0, len(joined), HASH_SIZE)]
+        if at_expected is not None:
+            chain_at_expected = at_expected
+    return _Scan(leaves, chain, chain_at_expected)
+
+
+def _scan_range(path: str, lo: int, hi: int, expect_size: int) -> tuple[bytes, bytes, bytes | None] | None:
+    """In a worker: check seqs lo..hi-1; (leaves joined, last chain, chain at expect_size) if all is well."""
+    conn = _connect(Path(path))
+    try:
+        row = conn.execute(f"SELECT chain_hash FROM {TABLE} WHERE seq = ?", (lo - 1,)).fetchone()
+        prev = row[0] if row is not None and _is_hash(row[0]) else ZERO_CHAIN
+        found = _Findings()
+        scan = _scan_rows(conn, found, expect_size if lo <= expect_size < hi else -1, lo=lo, hi=hi, prev_chain=prev)
+    finally:
+        conn.close()
+    if found.listed or found.omitted or len(scan.leaves) != hi - lo:
+        return None
+    return b"".join(scan.leaves), scan.chain, scan.chain_at_expected
 
 
 def _encode_or_none(encode: Any, value: Any) -> bytes | None:

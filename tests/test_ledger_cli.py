@@ -153,7 +153,7 @@ def test_bench_smoke(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     figures = {f["name"]: f for f in json.loads(result.output[result.output.index("["):])}
     for name in ("durable single appends (ledger)", "raw SQLite inserts, same settings", "ledger / raw SQLite",
-                 "batched appends", "verify_ledger at 300 entries", "inclusion proof at 300 entries",
+                 "batched appends", "verify_ledger at 300 entries, 1 process", "inclusion proof at 300 entries",
                  "inclusion proof size at 300 entries"):
         assert figures[name]["value"] > 0, name
     assert figures["inclusion proof size at 300 entries"]["value"] == 9 * 32  # ceil(log2(300)) hashes

@@ -321,6 +321,61 @@ def test_changing_any_byte_of_any_column_of_row_i_is_caught_at_i(n: int, pick: s
         if column == "event_id":
             assume(new not in {f"id-{k}" for k in range(1, n + 1)})  # UNIQUE refuses a duplicate
         tamper(path, (f"UPDATE entries SET {column} = ? WHERE seq = ?", (new, i)))
-        report = verify_ledger(path)
+        report = verify_ledger(path, jobs=pick.draw(st.sampled_from([1, 2]), label="jobs"))
         assert not report.ok, f"{column} of row {i} changed from {old!r} to {new!r} went unnoticed"
         assert report.first_bad_seq == i, (column, old, new, report.problems)
+
+
+# --- several processes ---------------------------------------------------------------------------------
+
+
+class InlinePool:
+    """Stands in for a multiprocessing pool: the same worker function, run here."""
+
+    def starmap(self, func, iterable):
+        return [func(*args) for args in iterable]
+
+
+def _same_findings(a, b) -> bool:
+    return (a.ok, a.first_bad_seq, a.problems, a.head, a.entries) == (b.ok, b.first_bad_seq, b.problems, b.head, b.entries)
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 4])
+def test_parallel_verification_agrees_with_one_process(path: Path, jobs: int) -> None:
+    from forgetd.ledger import verify as verify_module
+
+    head = make_ledger(path, 61)
+    with Ledger(path, readonly=True) as book:
+        heads = [book.head(k) for k in (0, 1, 15, 16, 30, 31, 61)]
+    for kept in [None, *heads]:
+        one, many = verify_ledger(path, expect_head=kept, jobs=1), verify_ledger(path, expect_head=kept, jobs=jobs)
+        assert one.ok and _same_findings(one, many)
+    conn = verify_module._connect(path)
+    ranges = verify_module._plan_workers(conn, True, jobs)
+    conn.close()
+    assert ranges[0][0] == 1 and ranges[-1][1] == 62 and len(ranges) == jobs
+    for kept in heads:
+        scan = verify_module._scan_in_parallel(InlinePool(), str(path), ranges, kept.size)
+        assert scan is not None and scan.chain == head.chain_hash and len(scan.leaves) == 61
+        assert scan.chain_at_expected == kept.chain_hash
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        [("DELETE FROM entries WHERE seq = 31", ())],  # the last row of the first range (jobs=2)
+        [("DELETE FROM entries WHERE seq = 32", ())],  # the first row of the second range
+        [("UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), 'r61', 'r62') AS BLOB) WHERE seq = 61", ())],
+        [("UPDATE entries SET chain_hash = zeroblob(32) WHERE seq = 31", ())],
+        [("UPDATE entries SET type = 'x' WHERE seq = 45", ())],
+        [("UPDATE entries SET seq = 100 WHERE seq = 40", ())],
+    ],
+)
+def test_parallel_workers_refuse_anything_off_and_one_process_names_it(path: Path, statements) -> None:
+    from forgetd.ledger import verify as verify_module
+
+    make_ledger(path, 61)
+    tamper(path, *statements)
+    one, many = verify_ledger(path, jobs=1), verify_ledger(path, jobs=2)
+    assert not one.ok and _same_findings(one, many)
+    assert verify_module._scan_in_parallel(InlinePool(), str(path), [(1, 32), (32, 62)], 0) is None
