@@ -88,7 +88,7 @@ def _param_digest(params: np.ndarray) -> str:
 
 
 def _ref(key: bytes, sample_id: str) -> bytes:
-    return hmac.new(key, sample_id.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(key, sample_id.encode("utf-8"), "sha256")
 
 
 # -- the engine ---------------------------------------------------------------------------------------------

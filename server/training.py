@@ -63,7 +63,7 @@ def assign_shards(ids: Sequence[str], shards: int, seed: int) -> np.ndarray:
     key = hashlib.sha256(f"forgetd.shard-key.v1:{seed}".encode()).digest()
     out = np.empty(len(ids), dtype=np.int64)
     for i, sid in enumerate(ids):
-        h = hmac.new(key, sid.encode("utf-8"), hashlib.sha256).digest()
+        h = hmac.digest(key, sid.encode("utf-8"), "sha256")
         out[i] = int.from_bytes(h[:8], "big") % shards
     return out
 
