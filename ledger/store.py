@@ -378,10 +378,11 @@ class Ledger:
             ).fetchall()
             for expected, (seq, leaf) in enumerate(rows, start=have + 1):
                 if seq != expected or not isinstance(leaf, bytes) or len(leaf) != 32:
-                    raise ChainBroken(f"entry {expected} is missing or malformed; run `forgetd ledger verify`", seq=expected)
-                self._tree.append(leaf)
+                    raise ChainBroken(f"entry {expected} is missing or malformed; run `forgetd ledger verify`",
+                                      seq=expected)
             if len(rows) != size - have:
                 raise ChainBroken(f"entries {have + len(rows) + 1}..{size} are missing", seq=have + len(rows) + 1)
+            self._tree.extend(leaf for _, leaf in rows)
         return size, chain
 
 

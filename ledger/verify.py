@@ -13,7 +13,9 @@ envelopes alone, never read from the stored hash columns.
 
 Speed matters (an auditor replays 100k entries a second): rows are read in chunks, parsed with the C JSON
 decoder, re-encoded a chunk at a time, hashed with hashlib, and integrity_check runs on its own connection
-in a thread while Python works through the rows (sqlite3 releases the GIL inside SQLite).
+in a thread while Python works through the rows (sqlite3 releases the GIL inside SQLite). A large ledger
+is split into seq ranges checked by forked worker processes; they can only confirm that every row holds,
+and at the first doubt the whole ledger is checked again in one process, so findings never depend on it.
 """
 
 from __future__ import annotations

@@ -133,6 +133,20 @@ def test_hand_computed_hashes() -> None:
     verify_consistency_proof(2, 3, n01, root3, [l2])
 
 
+def test_appending_and_extending_build_the_same_tree() -> None:
+    leaves = [hash_leaf(bytes([i])) for i in range(70)]
+    for split in (0, 1, 5, 8, 33, 64, 70):
+        one_by_one = MerkleTree()
+        for leaf in leaves:
+            one_by_one.append(leaf)
+        mixed = MerkleTree(leaves[:split])
+        for leaf in leaves[split:split + 3]:
+            mixed.append(leaf)
+        mixed.extend(leaves[split + 3:])
+        assert mixed.levels == one_by_one.levels
+        assert all(mixed.root(n) == root_of(leaves[:n]) for n in range(71))
+
+
 def test_root_mismatch_carries_expected_and_computed() -> None:
     tree = MerkleTree(hash_leaf(bytes([i])) for i in range(5))
     proof = tree.inclusion_proof(3)
