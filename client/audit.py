@@ -52,6 +52,8 @@ __all__ = ["AuditReport", "CheckResult", "audit", "PASSED", "FAILED", "SKIPPED"]
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 MAX_LISTED = 50  # problems listed per check; the rest are counted
+# Probabilities from a daemon on another device (or its lean CPU predictor) differ in the last bits only.
+PREDICT_TOLERANCE = 1e-5
 SERVER_EXTRA = "replay needs the server extra (torch): pip install 'forgetd[server]', or run with --chain-only"
 
 
@@ -177,7 +179,8 @@ def audit(
         replay_check, replayed = _check_replay(root, events, base, key, device, progress)
         checks.append(replay_check)
     checks.append(_check_data(root, events, key, base))
-    checks.append(_check_live(server, events, head) if server is not None else _skipped("live", "not run (no --server)"))
+    checks.append(_check_live(server, events, head, root) if server is not None
+                  else _skipped("live", "not run (no --server)"))
     report = AuditReport(str(root), head, tuple(checks))
     if seal:
         if not report.ok or replayed is None:
@@ -510,7 +513,35 @@ def _subject_key(root: Path, key_file: str | Path | None) -> bytes | None:
 # ------------------------------------------------------------------------------------------------ 5. live
 
 
-def _check_live(server: str | Client, events: Events, head: Head) -> CheckResult:
+def _check_served_parameters(client: Client, root: Path, want: Any, head: Head, c: _Check) -> None:
+    """Predict on the store's test rows must give what the live parameters (proved equal to the head's by the
+    data check) give: the daemon serves those parameters, it does not only report their digest."""
+    try:
+        from forgetd.server.replay import store_predictions
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("torch", "numpy"):
+            raise
+        c.notices.append("Predict answers not compared with the store's parameters (needs the server extra)")
+        return
+    try:
+        X, expected = store_predictions(root)
+    except (OSError, ValueError, KeyError) as exc:
+        c.add(None, f"cannot compute the store's own predictions: {exc}")
+        return
+    answer = client.predict(X)
+    if want is not None and (answer.model_version, answer.model_digest) != (want.version, want.digest):
+        c.add(head.size, "Predict was answered by a model other than the ledger head's",
+              f"version {want.version} {want.digest}", f"version {answer.model_version} {answer.model_digest}")
+    worst = max((abs(float(p) - float(q)) for row, ref in zip(answer.probabilities, expected.tolist())
+                 for p, q in zip(row, ref)), default=0.0)
+    c.figures.update(predict_rows=len(X), predict_max_abs_diff=worst)
+    if len(answer.probabilities) != len(X) or worst > PREDICT_TOLERANCE:
+        c.add(head.size, f"Predict answers differ from the live parameters' on {len(X)} test rows (the daemon "
+                         "serves other parameters than it reports)", f"max |delta| <= {PREDICT_TOLERANCE:g}",
+              f"{worst:.3g}")
+
+
+def _check_live(server: str | Client, events: Events, head: Head, root: Path) -> CheckResult:
     from forgetd.client.client import Client
     from forgetd.client.errors import ForgetdClientError
 
@@ -528,10 +559,7 @@ def _check_live(server: str | Client, events: Events, head: Head) -> CheckResult
         if events.head_public_key is not None and info.head_public_key != events.head_public_key.hex():
             c.add(1, "the server's head key is not the one genesis recorded", events.head_public_key.hex(),
                   info.head_public_key)
-        answer = client.predict([[0.0] * info.num_features])
-        if want is not None and (answer.model_version, answer.model_digest) != (want.version, want.digest):
-            c.add(head.size, "Predict was answered by a model other than the ledger head's",
-                  f"version {want.version} {want.digest}", f"version {answer.model_version} {answer.model_digest}")
+        _check_served_parameters(client, root, want, head, c)
         now = client.head(consistency_from=head.size)
         server_head = head_of(now.head)
         bad = check_head_signature(server_head, now.head.signature, now.head.public_key, events.head_public_key,

@@ -277,6 +277,43 @@ def test_daemon_serving_other_parameters_fails_the_live_check(store: Path) -> No
     assert "expected version 2" in first and "actual version 1" in first
 
 
+def test_daemon_reporting_the_head_but_serving_other_parameters_fails_the_live_check(store: Path) -> None:
+    with running_daemon(store) as running, Client(running.address) as client:
+        a, b = running.runtime.engine.sample_ids()[:2]
+        client.forget([a], strategy="sisa")
+        earlier = running.runtime.live
+        client.forget([b], strategy="retrain")
+        # Reports version 2 and its digests, answers Predict with version 1's parameters.
+        running.runtime.live = dataclasses.replace(running.runtime.live, snapshot=earlier.snapshot,
+                                                   predict=earlier.predict)
+        report = audit(store, server=running.address)
+    first = failed(report, "live")
+    assert "Predict answers differ from the live parameters'" in first
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+def test_event_that_breaks_the_schema_is_named_with_its_field(case: Forgotten) -> None:
+    with Ledger(case.store / "ledger.sqlite") as ledger:
+        bad = ledger.append("forget.applied", {"request_ids": ["nobody"], "strategy": "hs", "subjects": [],
+                                               "resolved_strategy": "hs", "timings": {"apply_micros": 1},
+                                               "model": {"version": -1, "digest": "x", "shard_digests": ["y"]}})
+    first = failed(audit(case.store, chain_only=True), "chain")
+    assert first == f"seq {bad.seq}: forget.applied field 'model.version' must be a non-negative integer " \
+                    "(expected a non-negative integer, actual -1)"
+
+
+def test_applied_batch_naming_an_unknown_request_is_named(case: Forgotten) -> None:
+    with Ledger(case.store / "ledger.sqlite") as ledger:
+        live = ledger.entry(ledger.size).payload["model"]
+        bad = ledger.append("forget.applied", {"request_ids": ["nobody"], "strategy": "hs", "subjects": [],
+                                               "resolved_strategy": "hs", "timings": {"apply_micros": 1},
+                                               "model": live})
+    first = failed(audit(case.store, chain_only=True), "chain")
+    assert first == f"seq {bad.seq}: forget.applied names request 'nobody' that was never requested"
+
+
 # ------------------------------------------------------------------------------------------------ seal
 
 
