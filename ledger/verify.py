@@ -175,7 +175,10 @@ def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None, jo
         ranges = _plan_workers(conn, strict, jobs)
         if ranges:  # fork while this process has no other thread and no open SQLite connection
             conn.close()
-            pool = multiprocessing.get_context("fork").Pool(len(ranges))
+            try:
+                pool = multiprocessing.get_context("fork").Pool(len(ranges))
+            except OSError:
+                pool = None  # no processes to be had: one will do
             conn = _connect(path)
         integrity = _IntegrityCheck(path)
         integrity.start()
@@ -423,7 +426,10 @@ def _plan_workers(conn: sqlite3.Connection, strict: bool, jobs: int | None) -> l
         return []
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() != 1:
         return []
-    count, low, high = conn.execute(f"SELECT count(*), min(seq), max(seq) FROM {TABLE}").fetchone()
+    try:
+        count, low, high = conn.execute(f"SELECT count(*), min(seq), max(seq) FROM {TABLE}").fetchone()
+    except sqlite3.Error:
+        return []
     if jobs is None:
         if count < PARALLEL_MIN_ENTRIES:
             return []
