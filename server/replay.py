@@ -28,7 +28,7 @@ from forgetd.ledger import subject_ref
 
 from .errors import ForgetdError
 from .store import Manifest
-from .vault import ROWS, RECORD, copy_rows, link_or_copy
+from .vault import RECORD, ROWS, copy_rows, link_or_copy, sweep_stale
 
 __all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
 
@@ -89,6 +89,7 @@ def _device_type(device: str | None) -> str | None:
 
 def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
     """A private, writable copy of `vault` that Engine.open accepts (links for files, a copy of the rows)."""
+    sweep_stale(parent.parent)
     scratch = parent / f".replay-{os.getpid()}-{os.urandom(4).hex()}"
     scratch.mkdir(parents=True)
     for src in sorted(vault.rglob("*")):

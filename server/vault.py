@@ -39,7 +39,7 @@ from .rowstore import RowStore
 from .store import Manifest, StorePaths, atomic_write_json, fsync_dir
 
 __all__ = ["AUDIT_DIR", "GENESIS_VAULT", "VaultRecord", "create_vault", "remove_vault", "vault_dir", "vault_names",
-           "link_or_copy"]
+           "link_or_copy", "sweep_stale"]
 
 AUDIT_DIR = "audit"
 GENESIS_VAULT = "genesis"
@@ -73,6 +73,36 @@ class VaultRecord:
                        str(data["rows_digest"]), int(data["rows"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"unreadable vault record ({exc})") from None
+
+
+def sweep_stale(store_dir: str | Path) -> list[str]:
+    """Remove the hidden build and scratch directories (`.<name>.building-<pid>-...`, `.replay-<pid>-...`) of
+    processes that are gone: a killed audit must not leave a copy of the rows behind for good."""
+    root = Path(store_dir) / AUDIT_DIR
+    removed = []
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if not (path.is_dir() and path.name.startswith(".")):
+            continue
+        try:
+            pid = int(path.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            _remove_tree(path)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def vault_dir(store_dir: str | Path, name: str) -> Path:
@@ -129,6 +159,7 @@ def create_vault(store_dir: str | Path, name: str) -> VaultRecord:
     paths = StorePaths(Path(store_dir))
     root = paths.root / AUDIT_DIR
     root.mkdir(exist_ok=True)
+    sweep_stale(paths.root)
     tmp = root / f".{name}.building-{os.getpid()}-{os.urandom(4).hex()}"
     tmp.mkdir()
     try:
