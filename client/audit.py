@@ -594,8 +594,13 @@ def _seal(root: Path, events: Events, head: Head, base: _Base, replayed: _Replay
 
     live = events.live_model()
     assert live is not None
+    from forgetd.server.errors import ForgetdError
+
     name = f"head{head.size}"
-    record = vault_mod.create_vault(root, name)
+    try:
+        record = vault_mod.create_vault(root, name)
+    except ForgetdError as exc:
+        raise StoreSealError(f"cannot snapshot the verified state: {exc}") from exc
     version, digest, _ = audit_store.live_parameters(root / "audit" / name)
     if (version, digest) != (live.version, live.digest):
         vault_mod.remove_vault(root, name)

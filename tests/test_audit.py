@@ -341,6 +341,27 @@ def test_seal_drops_the_old_vault_and_later_audits_replay_from_the_new_one(case:
     assert again.check("replay").figures["replayed"] == 3
 
 
+def test_seal_while_the_daemon_runs(store: Path) -> None:
+    with running_daemon(store) as running, Client(running.address) as client:
+        a, b = running.runtime.engine.sample_ids()[:2]
+        client.forget([a], strategy="hs")
+        sealed = audit(store, server=running.address, seal=True)
+        assert sealed.ok and sealed.sealed is not None, sealed.text()
+        client.forget([b], strategy="sisa")  # appended after the verifier's audit.verified, folded in order
+        again = audit(store, server=running.address)
+    assert again.ok, again.text()
+    assert again.check("replay").figures["replayed"] == 1
+
+
+def test_killed_audit_leaves_no_scratch_rows(case: Forgotten) -> None:
+    # A scratch copy left by an audit that was killed (its pid is gone) is swept by the next one.
+    stale = case.store / "audit" / ".replay-999999999-dead"
+    stale.mkdir()
+    shutil.copy(case.store / "audit/genesis/rows.sqlite", stale / "rows.sqlite")
+    assert audit(case.store).ok
+    assert not stale.exists()
+
+
 def test_seal_is_refused_when_a_check_failed(case: Forgotten) -> None:
     _tamper(case.store / "ledger.sqlite", ("DELETE FROM entries WHERE seq = 3", ()))
     report = audit(case.store, seal=True)
