@@ -56,7 +56,7 @@ def test_verify_ok(runner: CliRunner, path: Path) -> None:
     result = runner.invoke(ledger_cli, ["verify", str(path)])
     assert result.exit_code == 0
     assert result.output == f"ok: 5 entries verified; head {head.to_hex()}\n"
-    result = runner.invoke(ledger_cli, ["verify", str(path), "--expect-head", _head(path, 3).to_hex()])
+    result = runner.invoke(ledger_cli, ["verify", str(path), "--jobs", "2", "--expect-head", _head(path, 3).to_hex()])
     assert result.exit_code == 0
     assert result.output == f"ok: 5 entries verified, consistent with the expected head at size 3; head {head.to_hex()}\n"
 
@@ -104,6 +104,7 @@ def test_verify_json(runner: CliRunner, path: Path) -> None:
          "Error: Invalid value for '--expect-head': a head is 144 hex characters (size 8 bytes, chain 32, root 32), got 2"),
         (["verify", "{path}", "--expect-head", "g" * 144], "Error: Invalid value for '--expect-head': a head must be hexadecimal"),
         (["show", "{path}", "--from", "0"], "Error: Invalid value for '--from': 0 is not in the range x>=1."),
+        (["verify", "{path}", "--jobs", "0"], "Error: Invalid value for '--jobs': 0 is not in the range x>=1."),
         (["nope"], "Error: No such command 'nope'."),
     ],
 )
