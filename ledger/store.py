@@ -328,6 +328,7 @@ class Ledger:
 
     def head(self, size: int | None = None) -> Head:
         """The current head, or the head after the first `size` entries."""
+        _check_int(size, "head size")
         with self._lock, self._read():
             current, chain = self._sync()
             if size is None or size == current:
@@ -341,6 +342,7 @@ class Ledger:
 
     def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
         """The audit path for entry `seq` in the ledger of `size` entries (default: the current size)."""
+        _check_int(size, "proof size")
         with self._lock, self._read():
             current, _ = self._sync()
             if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= current:
@@ -353,6 +355,8 @@ class Ledger:
 
     def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """The proof that the ledger at `old_size` is a prefix of the ledger at `new_size` (default: now)."""
+        _check_int(old_size, "old size", optional=False)
+        _check_int(new_size, "new size")
         with self._lock, self._read():
             current, _ = self._sync()
             new_size = current if new_size is None else new_size
@@ -401,6 +405,13 @@ class _ReadTransaction:
     def __exit__(self, *exc: object) -> None:
         if self._owned:
             self._conn.execute("COMMIT")
+
+
+def _check_int(value: object, what: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProofError(f"{what} must be an integer, got {type(value).__name__} {value!r}")
 
 
 def _entry(row: Sequence[Any]) -> Entry:

@@ -222,6 +222,10 @@ def test_proofs_against_heads(ledger: Ledger) -> None:
         ledger.prove_consistency(3, 12)
     with pytest.raises(ProofError, match="^old size 9 is not within 0..8 \\(the new size\\)$"):
         ledger.prove_consistency(9, 8)
+    with pytest.raises(ProofError, match="^head size must be an integer, got str '3'$"):
+        ledger.head("3")  # type: ignore[arg-type]
+    with pytest.raises(ProofError, match="^old size must be an integer, got NoneType None$"):
+        ledger.prove_consistency(None)  # type: ignore[arg-type]
 
 
 def test_a_second_instance_sees_appends_from_the_first(path: Path) -> None:
