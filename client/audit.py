@@ -457,19 +457,22 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
         c.add(None, "no subject key: give --key-file, or keep keys/subject.key in the store", "a key file", "none")
         return c.done("")
     forgotten = events.forgotten
-    rows = 0
+    live_rows: dict[str, tuple[Any, Any, Any]] = {}
     try:
-        for ord_, sid, _y, _x in audit_store.iter_rows(root / "rows.sqlite"):
-            rows += 1
+        for ord_, sid, y, x in audit_store.iter_rows(root / "rows.sqlite"):
             if not isinstance(sid, str):
                 c.add(None, f"live row ord {ord_} has a malformed id", "a string", type(sid).__name__)
                 continue
+            live_rows[sid] = (ord_, y, x)
             seq = forgotten.get(subject_ref(key, sid))
             if seq is not None:
                 c.add(seq, f"the row of a subject forgotten at seq {seq} is in the live data store (row ord {ord_}, "
                            f"subject {subject_ref(key, sid)})", "no row", f"row ord {ord_}")
     except StoreUnreadable as exc:
         c.add(None, str(exc))
+    rows = len(live_rows)
+    if base.name is not None and (root / "audit" / base.name / "rows.sqlite").is_file():
+        _check_rows_against_vault(root / "audit" / base.name / "rows.sqlite", live_rows, forgotten, key, base, c)
     for name, held in _vault_holdings(root, forgotten, key):
         if name == base.name:
             c.notices.append(f"vault audit/{name} still holds {held} row(s) of forgotten subjects, pending the next "
@@ -479,8 +482,34 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
                              "of forgotten subjects; the next seal removes it")
     c.figures.update(rows=rows, forgotten=len(forgotten))
     head_version = live.version if live else 0
-    return c.done(f"none of the {len(forgotten)} forgotten subjects has a row among the {rows} live rows; live "
-                  f"parameters are the head's (version {head_version})")
+    return c.done(f"none of the {len(forgotten)} forgotten subjects has a row among the {rows} live rows, which are "
+                  f"audit/{base.name}'s less the forgotten; live parameters are the head's (version {head_version})")
+
+
+def _check_rows_against_vault(vault_rows: Path, live_rows: Mapping[str, tuple[Any, Any, Any]],
+                              forgotten: Mapping[str, int], key: bytes, base: _Base, c: _Check) -> None:
+    """The live rows must be the vault's rows less the forgotten ones, unchanged: a row edited or added behind
+    the ledger's back would change what every later retrain learns."""
+    kept = 0
+    try:
+        for ord_, sid, y, x in audit_store.iter_rows(vault_rows, immutable=True):
+            if not isinstance(sid, str) or subject_ref(key, sid) in forgotten:
+                continue
+            kept += 1
+            have = live_rows.get(sid)
+            if have is None:
+                c.add(None, f"training row ord {ord_} (not forgotten) is missing from the live store",
+                      f"row ord {ord_}", "none")
+            elif have != (ord_, y, x):
+                c.add(None, f"training row ord {ord_} (not forgotten) differs from the vault audit/{base.name}'s",
+                      f"ord {ord_}, y {y}", f"ord {have[0]}, y {have[1]}" + ("" if have[2] == x else ", other features"))
+    except StoreUnreadable as exc:
+        c.add(None, str(exc))
+        return
+    extra = len([sid for sid in live_rows if subject_ref(key, sid) not in forgotten]) - kept
+    if extra > 0:
+        c.add(None, f"the live store holds {extra} row(s) that are not in the vault audit/{base.name}",
+              f"{kept} rows", f"{kept + extra} rows")
 
 
 def _vault_holdings(root: Path, forgotten: Mapping[str, int], key: bytes) -> list[tuple[str, int]]:

@@ -252,6 +252,17 @@ def test_forgotten_row_put_back_fails_the_data_check(case: Forgotten) -> None:
     assert first.startswith(f"seq {applied}: the row of a subject forgotten at seq {applied} is in the live data store")
 
 
+def test_edited_training_row_fails_the_data_check(case: Forgotten) -> None:
+    live = sqlite3.connect(case.store / "rows.sqlite")
+    ord_, y = live.execute("SELECT ord, y FROM rows ORDER BY ord DESC LIMIT 1").fetchone()
+    live.execute("UPDATE rows SET y = ? WHERE ord = ?", (1 - y, ord_))  # a flipped label: later retrains learn it
+    live.commit()
+    live.close()
+    first = failed(audit(case.store), "data")
+    assert first == (f"training row ord {ord_} (not forgotten) differs from the vault audit/genesis's "
+                     f"(expected ord {ord_}, y {y}, actual ord {ord_}, y {1 - y})")
+
+
 def test_vault_missing_a_forgotten_row_cannot_replay(case: Forgotten) -> None:
     # The vault is what replay needs: a row erased from it behind the ledger's back is named, not a crash.
     conn = sqlite3.connect(case.store / "audit/genesis/rows.sqlite")
