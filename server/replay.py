@@ -134,7 +134,13 @@ def replay(
     compared bitwise. `on_step(n)` is called after each batch (a progress bar).
     """
     from .engine import Engine  # torch
+    from .training import deterministic
 
+    # torch imports its compiler stack the first time deterministic mode is switched on (seconds on a small
+    # CPU). The daemon pays that once at start, outside every apply time it records (worker._run); so does
+    # the replay, outside its timed span, or the ratio would compare a cold process with a warm one.
+    with deterministic():
+        pass
     started = time.perf_counter()
     scratch = make_scratch(vault, scratch_parent, subject_key)
     engine = None
