@@ -5,11 +5,12 @@ keys, arrays, strings (NFC-normalised, valid UTF-8), integers in [-(2^53-1), 2^5
 Floats (NaN and infinities included) are refused: their canonical form depends on float formatting that
 other verifiers may not reproduce bit for bit, and ledger events have no need for them.
 
-Writing goes through the `rfc8785` package. Verification has to re-canonicalise 100k envelopes a second, so
-`check_canonical` takes a fast path for ASCII envelopes: the standard library's C encoder with sorted keys
-and compact separators produces exactly the RFC 8785 bytes for this domain (same escapes, same integer
-form; key order differs from UTF-16 order only for non-ASCII keys). Anything non-ASCII is checked with
-`rfc8785` itself, plus an NFC check of every string. tests/test_ledger_canonical.py pins the equivalence.
+`rfc8785` is the reference. Appends and verification both need speed (an append should cost little more
+than its fsync; an auditor re-canonicalises 100k envelopes a second), so ASCII goes through a fast path:
+the standard library's C encoder with sorted keys and compact separators produces exactly the RFC 8785
+bytes for this domain (same escapes, same integer form; key order differs from UTF-16 order only for
+non-ASCII keys). Whatever is not ASCII is encoded and checked with `rfc8785` itself, plus an NFC check of
+every string when verifying. tests/test_ledger_canonical.py pins the equivalence with hypothesis.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ MAX_SAFE_INT = 2**53 - 1
 ENVELOPE_KEYS = frozenset({"v", "seq", "event_id", "type", "recorded_at", "payload"})
 
 JSONValue = Any  # dict[str, JSONValue] | list[JSONValue] | str | int | bool | None
+
+# The standard library's encoder configured to match RFC 8785 on ASCII input (see the module docstring).
+fast_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False
+).encode
 
 
 class NonCanonical(ValueError):
@@ -96,7 +102,16 @@ def _nfc(text: str, where: str) -> str:
 
 
 def canonical_bytes(value: JSONValue) -> bytes:
-    """RFC 8785 bytes of an already-normalised value."""
+    """RFC 8785 bytes of an already-normalised value.
+
+    The C encoder's output is taken when it is ASCII (then it equals RFC 8785 byte for byte, see the module
+    docstring); anything else is encoded by `rfc8785` itself."""
+    try:
+        fast = fast_encode(value).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):
+        fast = b"\x80"  # not ASCII: let rfc8785 decide, and say why if it refuses
+    if fast.isascii():
+        return fast
     try:
         return rfc8785.dumps(value)
     except rfc8785.CanonicalizationError as exc:  # normalize() should have caught it; say so clearly
@@ -104,12 +119,22 @@ def canonical_bytes(value: JSONValue) -> bytes:
 
 
 def envelope_bytes(
-    *, seq: int, event_id: str, event_type: str, recorded_at: str, payload: JSONValue, v: int = SCHEMA_VERSION
+    *, seq: int, event_id: str, event_type: str, recorded_at: str, payload_bytes: bytes, v: int = SCHEMA_VERSION
 ) -> bytes:
-    """The stored envelope {v, seq, event_id, type, recorded_at, payload} as canonical bytes."""
-    return canonical_bytes(
-        {"v": v, "seq": seq, "event_id": event_id, "type": event_type, "recorded_at": recorded_at, "payload": payload}
-    )
+    """The stored envelope {v, seq, event_id, type, recorded_at, payload} as canonical bytes.
+
+    Spliced from canonical parts rather than re-encoding the payload: RFC 8785 puts the six ASCII keys in
+    this order (event_id < payload < recorded_at < seq < type < v), and `payload_bytes` are the payload's
+    canonical bytes. tests/test_ledger_canonical.py checks the result against rfc8785.dumps of the whole."""
+    return b"".join((
+        b'{"event_id":', canonical_bytes(event_id),
+        b',"payload":', payload_bytes,
+        b',"recorded_at":', canonical_bytes(recorded_at),
+        b',"seq":', b"%d" % seq,
+        b',"type":', canonical_bytes(event_type),
+        b',"v":', b"%d" % v,
+        b"}",
+    ))
 
 
 # --- reading and verification ------------------------------------------------------------------------------
@@ -138,10 +163,6 @@ raw_decode = _DECODER.raw_decode
 # whole chunk for long digit runs (LONG_DIGITS) and re-checks only rows that have one with check_canonical.
 scan_once = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant).scan_once  # type: ignore[attr-defined]
 LONG_DIGITS = re.compile(rb"[0-9]{16}")
-# The standard library's encoder configured to match RFC 8785 on ASCII input (see the module docstring).
-fast_encode = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False
-).encode
 
 
 def check_canonical(data: bytes) -> dict[str, JSONValue]:

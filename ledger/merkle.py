@@ -95,8 +95,13 @@ class MerkleTree:
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append many leaves, level by level (loading 100k leaves this way is several times faster)."""
+        new = list(leaf_hashes)
+        if len(new) < 4:
+            for leaf in new:
+                self.append(leaf)
+            return
         levels = self.levels
-        levels[0].extend(leaf_hashes)
+        levels[0].extend(new)
         sha, node = _sha256, NODE_PREFIX
         k = 0
         while len(levels[k]) >= 2:

@@ -249,7 +249,7 @@ class Ledger:
                     seq += 1
                     recorded_at = format_time(self._clock())
                     envelope = envelope_bytes(
-                        seq=seq, event_id=eid, event_type=etype, recorded_at=recorded_at, payload=body
+                        seq=seq, event_id=eid, event_type=etype, recorded_at=recorded_at, payload_bytes=body_bytes
                     )
                     leaf = hash_leaf(envelope)
                     chain = hash_chain(seq, chain, leaf)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forgetd.ledger import InvalidPayload
-from forgetd.ledger.canonical import NonCanonical, canonical_bytes, check_canonical, fast_encode, normalize
+from forgetd.ledger.canonical import NonCanonical, canonical_bytes, check_canonical, envelope_bytes, fast_encode, normalize
 
 MAX = 2**53 - 1
 
@@ -107,3 +107,18 @@ def test_key_order_is_utf16_not_code_points() -> None:
     assert check_canonical(canonical) == value
     with pytest.raises(NonCanonical, match="differs from its canonical form"):
         check_canonical('{"\ufffd":2,"\U0001F600":1}'.encode())
+
+
+names = st.text(min_size=1, max_size=10).map(lambda s: normalize(s))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seq=st.integers(1, MAX), event_id=names, event_type=names, payload=st.dictionaries(st.text(max_size=6), json_values, max_size=4))
+def test_spliced_envelope_equals_rfc8785_of_the_whole(seq: int, event_id: str, event_type: str, payload: dict) -> None:
+    body = normalize(payload)
+    whole = {"v": 1, "seq": seq, "event_id": event_id, "type": event_type, "recorded_at": "2025-01-02T03:04:05.000006Z",
+             "payload": body}
+    spliced = envelope_bytes(seq=seq, event_id=event_id, event_type=event_type,
+                             recorded_at="2025-01-02T03:04:05.000006Z", payload_bytes=canonical_bytes(body))
+    assert spliced == rfc8785.dumps(whole)
+    assert canonical_bytes(body) == rfc8785.dumps(body)
