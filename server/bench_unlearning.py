@@ -5,7 +5,8 @@
 
 Protocol (../shared/UNLEARNING.md, Evaluation): train one store; for each strategy, on its own copy of that
 store, forget the same random single-sample requests one after another, timing each call; then measure test
-accuracy and membership inference on the forgotten samples. A burst run forgets the same ids as one coalesced
+accuracy and membership inference on the forgotten samples. The strategies take turns request by request
+(each still sees its own requests in order), so load from other work on the machine falls on all of them. A burst run forgets the same ids as one coalesced
 request, again on a fresh copy. RETRAIN's final model is the model trained from scratch without the forgotten
 samples: it is the reference every membership-inference figure is read against.
 
@@ -23,6 +24,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,18 +105,14 @@ class _Run:
     residue_steps: int = 0
 
 
-def _forget_each(engine: Engine, ids: list[str], strategy: str, bar: Callable[[], None]) -> _Run:
-    run = _Run()
-    for sid in ids:
-        t0 = time.perf_counter()
-        result = engine.forget([sid], strategy)
-        run.seconds.append(time.perf_counter() - t0)  # wall time of the whole call, publish included
-        run.samples_read.append(result.samples_read)
-        run.guarantees[result.guarantee] += 1
-        run.routes.update(s.strategy for s in result.samples)
-        run.residue_steps += result.residue_steps
-        bar()
-    return run
+def _forget_one(engine: Engine, sid: str, strategy: str, run: _Run) -> None:
+    t0 = time.perf_counter()
+    result = engine.forget([sid], strategy)
+    run.seconds.append(time.perf_counter() - t0)  # wall time of the whole call, publish included
+    run.samples_read.append(result.samples_read)
+    run.guarantees[result.guarantee] += 1
+    run.routes.update(s.strategy for s in result.samples)
+    run.residue_steps += result.residue_steps
 
 
 def _copy_store(base: Path, work: Path, name: str) -> Path:
@@ -247,29 +245,41 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, quiet: bool = False,
             results["original"] = _attacks(original_proba, ds, forgot, shadow, config.seed, config.shadows)
         _write(out, results)
 
-        for strategy in BENCH_STRATEGIES:
-            store = _copy_store(work / "base", work, strategy)
-            with Engine.open(store, device=device) as eng, \
-                    tqdm(total=len(ids), desc=f"{strategy:>7} requests", unit="req", disable=quiet, leave=False) as bar:
-                run = _forget_each(eng, ids, strategy, lambda: bar.update(1))
-                entry = _summary(run)
+        # Interleaved: request i goes to every strategy before request i+1 goes to any, so a change in the
+        # machine's load over the run (other work on a shared machine) weighs on every strategy alike.
+        runs = {k: _Run() for k in BENCH_STRATEGIES}
+        with ExitStack() as stack:
+            engines = {k: stack.enter_context(Engine.open(_copy_store(work / "base", work, k), device=device))
+                       for k in BENCH_STRATEGIES}
+            with tqdm(total=len(ids) * len(engines), desc="requests", unit="forget", disable=quiet, leave=False) as bar:
+                for i, sid in enumerate(ids):
+                    turn = BENCH_STRATEGIES[i % len(engines):] + BENCH_STRATEGIES[: i % len(engines)]  # no fixed first
+                    for k in turn:
+                        _forget_one(engines[k], sid, k, runs[k])
+                        bar.update(1)
+            for k, eng in engines.items():
+                entry = _summary(runs[k])
                 entry["accuracy"] = eng.evaluate()
                 entry["digest"] = eng.digest()
                 entry.update(_attacks(eng.snapshot().predict_proba, ds, forgot, shadow, config.seed, config.shadows))
-            shutil.rmtree(store)
-            entry["burst_seconds"] = None
-            if config.burst:
-                store = _copy_store(work / "base", work, f"{strategy}-burst")
-                with Engine.open(store, device=device) as eng:
+                entry["burst_seconds"] = None
+                results["strategies"][k] = entry
+        for k in BENCH_STRATEGIES:
+            shutil.rmtree(work / k)
+        _write(out, results)
+
+        if config.burst:
+            for k in tqdm(BENCH_STRATEGIES, desc="bursts", disable=quiet, leave=False):
+                entry = results["strategies"][k]
+                with Engine.open(_copy_store(work / "base", work, f"{k}-burst"), device=device) as eng:
                     t0 = time.perf_counter()
-                    burst = eng.forget(ids, strategy)
+                    burst = eng.forget(ids, k)
                     entry["burst_seconds"] = time.perf_counter() - t0
                     entry["burst_samples_read"] = burst.samples_read
                     entry["burst_accuracy"] = eng.evaluate()
                     entry["burst_guarantee"] = burst.guarantee
-                shutil.rmtree(store)
-            results["strategies"][strategy] = entry
-            _write(out, results)
+                shutil.rmtree(work / f"{k}-burst")
+                _write(out, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
