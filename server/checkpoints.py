@@ -69,7 +69,8 @@ class ShardCheckpoints:
         # One array keeps the file a plain .npy: rows 0..S exp_avg, then S+1..2S+1 exp_avg_sq; the step
         # counts (< 2**24, exact in float32) are stored as a last column so the file stays one dtype.
         steps = self.adam_steps.astype(np.float32)[:, None]
-        save_array(path, np.concatenate([np.concatenate([self.exp_avg, self.exp_avg_sq]), np.concatenate([steps, steps])], axis=1))
+        moments = np.concatenate([self.exp_avg, self.exp_avg_sq])  # (2(S+1), P)
+        save_array(path, np.concatenate([moments, np.concatenate([steps, steps])], axis=1))
 
     @classmethod
     def load(cls, params_path: Path, optim_path: Path) -> ShardCheckpoints:

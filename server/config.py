@@ -65,7 +65,9 @@ class EngineConfig:
         ):
             raise InvalidConfig(f"budget is {self.budget!r}; give the samples a forget may read (>= 0), or None")
         if self.default_strategy not in DEFAULT_STRATEGIES:
-            raise InvalidConfig(f"default_strategy is {self.default_strategy!r}; choose one of {', '.join(DEFAULT_STRATEGIES)}")
+            raise InvalidConfig(
+                f"default_strategy is {self.default_strategy!r}; choose one of {', '.join(DEFAULT_STRATEGIES)}"
+            )
         if self.aggregation not in AGGREGATIONS:
             raise InvalidConfig(f"aggregation is {self.aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
@@ -89,7 +91,9 @@ class EngineConfig:
             try:
                 values["learning_rate"] = float(values["learning_rate"])
             except (TypeError, ValueError):
-                raise InvalidConfig(f"learning_rate is {data['learning_rate']!r}; give a decimal such as \"0.005\"") from None
+                raise InvalidConfig(
+                    f"learning_rate is {data['learning_rate']!r}; give a decimal such as \"0.005\""
+                ) from None
         if "hidden_sizes" in values:
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)

@@ -95,7 +95,13 @@ def _ref(key: bytes, sample_id: str) -> bytes:
 
 
 class Engine:
-    """A trained store, opened for forgetting and prediction. Use Engine.train or Engine.open."""
+    """A trained store, opened for forgetting and prediction. Use Engine.train or Engine.open.
+
+    Attributes: config (EngineConfig), m (the threshold: slices S-m+1..S are the retrain region), budget
+    (phi, samples read), num_features, num_classes, training_accuracy (train split, right after training),
+    increments_bytes, train_seconds, device ("cpu", "cuda:0"), store_dir, subject_key (the deployment's
+    HMAC key), ledger_path; version, live_tag and digest() follow the live version.
+    """
 
     def __init__(self, root: Path, device: str) -> None:
         self.store_dir = root
@@ -223,7 +229,8 @@ class Engine:
             keep = np.array([p not in forgotten for p in pos.tolist()], bool)
             ids, X, y, pos = [i for i, k in zip(ids, keep) if k], X[keep], y[keep], pos[keep]
         if len(pos) + len(forgotten) != n:
-            raise StoreError(f"{paths.rows}: {n - len(pos) - len(forgotten)} rows missing that were never forgotten; the store is damaged")
+            missing = n - len(pos) - len(forgotten)
+            raise StoreError(f"{paths.rows}: {missing} rows missing that were never forgotten; the store is damaged")
         X_all = np.zeros((n, self.num_features), np.float32)
         y_all = np.zeros(n, np.int64)
         X_all[pos], y_all[pos] = X, y
@@ -232,7 +239,8 @@ class Engine:
         dev = torch.device(self.device)
         self._shards: list[ShardState] = []
         for k, lay in enumerate(self._layouts):
-            ckpt = ShardCheckpoints.load(paths.artifact(man.files[f"shard{k}.params"]), paths.artifact(man.files[f"shard{k}.optim"]))
+            ckpt = ShardCheckpoints.load(paths.artifact(man.files[f"shard{k}.params"]),
+                                         paths.artifact(man.files[f"shard{k}.optim"]))
             incs = ShardIncrements(lay, cfg.epochs, cfg.batch_size, cfg.slices - self.m)
             for s in range(1, cfg.slices - self.m + 1):
                 incs.attach(s, paths.artifact(man.files[f"shard{k}.step{s}.inc"]))
@@ -332,7 +340,7 @@ class Engine:
 
     def _step_sizes(self, k: int) -> list[int]:
         st = self._shards[k]
-        alive_per_slice = np.add.reduceat(st.alive.astype(np.int64), st.layout.bounds[:-1]) if len(st.alive) else np.zeros(self.config.slices, np.int64)
+        alive_per_slice = np.add.reduceat(st.alive.astype(np.int64), st.layout.bounds[:-1])  # slices are non-empty
         return np.cumsum(alive_per_slice).tolist()
 
     def plan(self, ids: Iterable[str], strategy: str = "auto") -> Plan:
@@ -485,7 +493,8 @@ class Engine:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Engine({str(self.store_dir)!r}, version={self.version}, shards={self.config.shards}, m={self.m}, device={self.device!r})"
+        return (f"Engine({str(self.store_dir)!r}, version={self.version}, shards={self.config.shards}, m={self.m}, "
+                f"device={self.device!r})")
 
 
 # -- training a store ---------------------------------------------------------------------------------------

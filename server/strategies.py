@@ -197,7 +197,7 @@ def forget_shard(
     )
 
 
-# -- what the engine reports (re-exported by forgetd.server.engine) ------------------------------------------------------------------------------------------------
+# -- what the engine reports (re-exported by forgetd.server.engine) ------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,8 @@ def test_ohs_subtracts_up_to_s_minus_m_and_retrains_the_rest(fresh: Engine, data
     corrected = {}
     for s in range(1, S - m + 1):
         mine = [t for t in steps if t < offsets[s + 1]]
-        corrected[s] = (before[s].astype(np.float64) - sum_f64([view.increment(0, t) for t in mine], before.shape[1])).astype(np.float32)
+        delta = sum_f64([view.increment(0, t) for t in mine], before.shape[1])
+        corrected[s] = (before[s].astype(np.float64) - delta).astype(np.float32)
     expected = view.retrain(0, view.state(0, S - m, corrected[S - m]), S - m + 1, [d])
     result = fresh.forget([d], "ohs")
     after = view.params(0)
@@ -299,7 +300,8 @@ def test_dpus_then_sisa_restarts_from_a_corrected_checkpoint(fresh: Engine, data
     offsets = step_offsets(view.layouts[0], CONFIG.epochs, CONFIG.batch_size)
     theta2 = view.params(0)[2]
     in_theta2 = [t for t in steps1 if t < offsets[3]]
-    corrected2 = (theta2.astype(np.float64) - sum_f64([view.increment(0, t) for t in in_theta2], theta2.size)).astype(np.float32)
+    delta = sum_f64([view.increment(0, t) for t in in_theta2], theta2.size)
+    corrected2 = (theta2.astype(np.float64) - delta).astype(np.float32)
     expected = view.retrain(0, view.state(0, 2, corrected2), 3, [d1, d2])
 
     fresh.forget([d1], "dpus")

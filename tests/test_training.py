@@ -167,7 +167,8 @@ def test_the_flat_mlp_matches_torch_linear_layers() -> None:
     assert flat.shape == (shape.num_params,) == (5 * 7 + 7 + 7 * 6 + 6 + 6 * 3 + 3,)
     assert torch.equal(flat, init_params(shape, 11)) and not torch.equal(flat, init_params(shape, 12))
     assert flat[:35].abs().max() <= 1 / 5**0.5  # nn.Linear's bound for fan_in 5
-    ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    nn = torch.nn
+    ref = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(), nn.Linear(6, 3))
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(flat, ref.parameters())
         x = torch.randn(4, 5)
