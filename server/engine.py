@@ -167,8 +167,8 @@ class Engine:
         # One engine per store writes: the first to open holds an exclusive lock, and only the holder may
         # tidy up (delete unreferenced files, finish an erasure) or forget. Another engine opened on the
         # same store reads, plans and predicts; its forget() fails while the holder is open.
-        self._lock_fd = os.open(root / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
-        self._owner = self._try_lock()
+        self._writer = _WriterLock(root)
+        self._owner = self._writer.acquire()
         try:
             if self._owner:
                 collect_garbage(paths, self._manifest)
@@ -180,24 +180,17 @@ class Engine:
                 self._rows.close()
                 raise
         except BaseException:
-            os.close(self._lock_fd)
+            self._writer.close()
             raise
         self._snapshot = self._make_snapshot()
         return self
 
-    def _try_lock(self) -> bool:
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
     def _take_over(self) -> None:
         """Become the store's writer, if the engine that was writing has closed and changed nothing since."""
-        if not self._try_lock():
+        if not self._writer.acquire():
             raise StoreError(f"{self.store_dir}: another engine has this store open; only one may forget (close it first)")
         if Manifest.read(self._paths.manifest).version != self.version:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._writer.release()
             raise StoreError(f"{self.store_dir}: another engine changed the store since this one opened it; open it again")
         self._owner = True
 
@@ -482,7 +475,7 @@ class Engine:
             if not self._closed:
                 self._closed = True
                 self._rows.close()
-                os.close(self._lock_fd)  # releases the lock
+                self._writer.close()
                 for st in self._shards:
                     st.increments.release()
 
@@ -495,6 +488,32 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine({str(self.store_dir)!r}, version={self.version}, shards={self.config.shards}, m={self.m}, "
                 f"device={self.device!r})")
+
+
+class _WriterLock:
+    """An exclusive flock on the store *directory* (a directory cannot be hard-linked, so a linked copy of a
+    store never shares it). Closed, and so released, by close() or when an engine nobody closed is freed."""
+
+    def __init__(self, root: Path) -> None:
+        self._fd: int | None = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def acquire(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 # -- training a store ---------------------------------------------------------------------------------------

@@ -206,3 +206,11 @@ def test_only_one_engine_per_store_forgets(engine: Engine) -> None:
     reader.close()
     with Engine.open(engine.store_dir) as fresh:
         assert fresh.version == 1 and fresh.forget([fresh.sample_ids()[1]]).version == 2
+
+
+def test_an_engine_nobody_closed_lets_go_of_the_store_when_freed(engine: Engine) -> None:
+    root = engine.store_dir
+    engine.close()
+    Engine.open(root)  # opened to check the store, never closed
+    with Engine.open(root) as writer:
+        assert writer.forget([writer.sample_ids()[0]]).version == 1
