@@ -118,8 +118,8 @@ def _verify_and_prove(root: Path, n: int, runs: int, proofs: int, progress: Call
         for first in range(0, n, 1000):
             ledger.append_many([("forget.requested", forget_payload(i)) for i in range(first, min(n, first + 1000))])
     figures = []
-    auto = _auto_jobs(n)
-    for jobs, label in [(1, "1 process")] + ([(auto, f"{auto} processes")] if auto > 1 else []):
+    many = _parallel_jobs(n)
+    for jobs, label in [(1, "1 process")] + ([(many, f"{many} processes")] if many > 1 else []):
         progress(f"verify_ledger at {n} entries, {label}, {runs} runs")
         times, cpu = [], []
         for _ in range(runs):
@@ -159,8 +159,9 @@ def _verify_and_prove(root: Path, n: int, runs: int, proofs: int, progress: Call
     return figures
 
 
-def _auto_jobs(entries: int) -> int:
-    """How many processes verify_ledger(jobs=None) uses for a clean ledger of this size."""
+def _parallel_jobs(entries: int) -> int:
+    """Processes for the second verification figure: one per CPU (up to MAX_JOBS), for ledgers large enough
+    to be split. (verify_ledger's own default counts only idle CPUs.)"""
     from .verify import MAX_JOBS, PARALLEL_MIN_ENTRIES
 
     return 1 if entries < PARALLEL_MIN_ENTRIES else max(1, min(os.cpu_count() or 1, MAX_JOBS))

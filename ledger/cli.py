@@ -48,7 +48,7 @@ def ledger() -> None:
               "the ledger must still hold it as a prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Processes to check rows with (default: one per CPU, up to 4, for 20,000 entries or more).")
+              help="Processes to check rows with (default: one per idle CPU, up to 4, for 20,000 entries or more).")
 @click.pass_context
 def verify(ctx: click.Context, path: Path, expect_head: Head | None, as_json: bool, jobs: int | None) -> None:
     """Recompute every hash of the ledger at PATH. Exit 0 when everything holds, 1 naming the first bad seq."""

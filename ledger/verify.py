@@ -143,8 +143,8 @@ def verify_ledger(path: str | Path, *, expect_head: Head | str | None = None, jo
     `expect_head` (a Head or its hex) is a head the caller kept from earlier: the ledger must still contain
     it as a prefix. Raises LedgerNotFound if there is no file; everything wrong *inside* the file is reported.
 
-    `jobs` is how many processes may check rows (None: one per CPU, up to 4, for ledgers of 20,000 entries or
-    more, when forking is safe). Worker processes only confirm a clean ledger; if any of them finds anything,
+    `jobs` is how many processes may check rows (None: one per idle CPU, up to 4, for ledgers of 20,000
+    entries or more, when forking is safe). Worker processes only confirm a clean ledger; if any of them finds anything,
     the whole ledger is checked again in this process, so findings never depend on `jobs`.
     """
     started = time.perf_counter()
@@ -416,6 +416,17 @@ PARALLEL_MIN_ENTRIES = 20_000
 MAX_JOBS = 4
 
 
+def idle_cpus() -> int:
+    """CPUs not busy over the last minute (load average), at most MAX_JOBS: extra processes on a machine with
+    nothing idle only fight each other (and the integrity_check thread)."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cpus - busy, MAX_JOBS))
+
+
 def _plan_workers(conn: sqlite3.Connection, strict: bool, jobs: int | None) -> list[tuple[int, int]]:
     """Seq ranges for worker processes, or [] to check everything here.
 
@@ -433,7 +444,7 @@ def _plan_workers(conn: sqlite3.Connection, strict: bool, jobs: int | None) -> l
     if jobs is None:
         if count < PARALLEL_MIN_ENTRIES:
             return []
-        jobs = min(os.cpu_count() or 1, MAX_JOBS)
+        jobs = idle_cpus()
     if jobs < 2 or count < jobs or low != 1 or high != count:
         return []
     step = -(-count // jobs)
