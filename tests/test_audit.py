@@ -24,7 +24,7 @@ from forgetd.client import Client, Receipt
 from forgetd.client.audit import AuditReport, audit
 from forgetd.client.cli import main
 from forgetd.client.receipts import save_receipt
-from forgetd.ledger import Ledger
+from forgetd.ledger import Ledger, subject_ref
 from forgetd.ledger.store import TRIGGERS_SQL
 
 ADULT = REPO.parent / "shared/datasets/adult"
@@ -107,6 +107,49 @@ def test_adult_subset_verifies_after_mixed_forgets(tmp_path: Path) -> None:
     report = audit(tmp_path / "adult")
     assert report.ok, report.text()
     assert report.check("replay").figures["replayed"] == 50
+
+
+def _ledger_as_if_on(store: Path, device: str, n: int) -> None:
+    """The daemon's ledger for `n` forgets run here on the CPU, but recorded as run on `device`: the path a
+    store served on a GPU and audited on a CPU takes (the engine and event builders are the daemon's own)."""
+    from forgetd.ledger.signing import load_or_create_signing_key
+    from forgetd.server import events
+    from forgetd.server.engine import Engine
+    from forgetd.server.events import ModelState, SubjectOutcome
+    from forgetd.server.vault import create_vault
+
+    with Engine.open(store, device="cpu") as engine, Ledger(store / "ledger.sqlite") as ledger:
+        key = load_or_create_signing_key(store / "keys/head_ed25519.key")
+        vault = create_vault(store, "genesis")
+        state = ModelState(0, engine.digest(), tuple(engine.shard_digests()))
+        ledger.append("genesis", events.genesis_payload(engine.genesis_record(), key.public_key.hex(), state,
+                                                         vault=vault.to_json()), event_id="genesis")
+        for i, sid in enumerate(engine.sample_ids()[:n]):
+            ref, rid, strategy = subject_ref(engine.subject_key, sid), f"r{i}", MIXED[i % len(MIXED)]
+            ledger.append("forget.requested", events.requested_payload(rid, [ref], strategy, "2026-01-01T00:00:00Z"),
+                          event_id=events.requested_event_id(rid))
+            r = engine.forget([sid], strategy)
+            outcomes = [SubjectOutcome(ref, s.shard, s.slice, s.region, s.strategy, s.guarantee.lower())
+                        for s in r.samples]
+            ledger.append("forget.applied", events.applied_payload(
+                request_ids=[rid], strategy=strategy, resolved_strategy=r.strategy, subjects=outcomes,
+                model=ModelState(r.version, r.digest, tuple(r.shard_digests)), residue_steps=r.residue_steps,
+                samples_read=r.samples_read, apply_micros=int(r.seconds * 1e6), queued_micros=0, device=device,
+            ), event_id=events.applied_event_id([rid]))
+
+
+def test_batches_from_another_device_type_are_compared_within_tolerance(store: Path) -> None:
+    _ledger_as_if_on(store, "cuda:0", 4)
+    report = audit(store, device="cpu")
+    assert report.ok, report.text()
+    replay = report.check("replay")
+    assert replay.figures["bitwise"] is False and replay.figures["max_abs_diff"] == 0.0
+    assert "within tolerance 0.0001" in replay.summary
+    manifest = json.loads((store / "CURRENT.json").read_text())
+    _replace_npy(store / "artifacts" / manifest["files"]["shard0.params"], 0.01)
+    tampered = audit(store, device="cpu")
+    assert tampered.check("replay").status == "failed"  # the data check fails too (live != head)
+    assert "differ from the live store's beyond the tolerance 0.0001" in tampered.check("replay").problems[0]
 
 
 # ------------------------------------------------------------------------------------------------ the chain
