@@ -39,7 +39,7 @@ def ensure_demo_store(path: Path) -> Path:
     from .errors import StoreError
 
     try:
-        Engine.open(path, device="cpu")
+        Engine.open(path, device="cpu").close()  # opens only if complete (training renames into place)
         log.info("using the demo store at %s", path)
         return path
     except StoreError:
@@ -48,7 +48,7 @@ def ensure_demo_store(path: Path) -> Path:
     log.info("training the built-in demo model into %s (a few seconds)", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = load_dataset("synthetic", n=DEMO_ROWS, seed=0)
-    Engine.train(data, EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS), path)
+    Engine.train(data, EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS), path).close()
     return path
 
 
