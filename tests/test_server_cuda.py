@@ -26,7 +26,8 @@ def test_a_cuda_daemon_holds_the_model_on_the_gpu_and_predicts_there(store: Path
         live = running.runtime.live
         assert model.device.startswith("cuda")
         assert all(p.device.type == "cuda" for p in live.snapshot._params)
-        assert live.predict == live.snapshot.predict_proba  # the GPU forward, not the CPU copy
+        predictor = live.predict.__self__
+        assert all(w.device.type == "cuda" for layers in predictor.shards for w, _ in layers)  # no CPU copy
         answer = inference.Predict(ipb.PredictRequest(features=x.tobytes(), rows=33, columns=model.num_features))
         on_gpu = np.array(answer.probabilities, np.float32).reshape(33, model.num_classes)
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The daemon's CPU predictor against the engine's torch forward: same probabilities (allclose), any shape."""
+"""The daemon's predictor against the engine's torch forward: same probabilities (allclose), any shape."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from forgetd.server.engine import Engine
-from forgetd.server.predictor import CpuPredictor, predictor_for
+from forgetd.server.predictor import Predictor, predictor_for
 
 from conftest import train_small_store
 
@@ -18,10 +18,10 @@ def test_the_numpy_forward_matches_the_engines_torch_forward(trained_store: Path
     with Engine.open(trained_store, device="cpu") as engine:
         snapshot = engine.snapshot()
         x = np.random.default_rng(rows).normal(scale=3.0, size=(rows, engine.num_features)).astype(np.float32)
-        ours = CpuPredictor(snapshot).predict_proba(x)
+        ours = Predictor(snapshot).predict_proba(x)
         assert ours.dtype == np.float32 and ours.shape == (rows, engine.num_classes)
         np.testing.assert_allclose(ours, snapshot.predict_proba(x), rtol=1e-5, atol=1e-6)
-        assert predictor_for(snapshot).__self__.__class__ is CpuPredictor
+        assert isinstance(predictor_for(snapshot).__self__, Predictor)
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "vote"])
@@ -30,5 +30,5 @@ def test_several_shards_aggregate_like_the_engine(tmp_path: Path, aggregation: s
     with Engine.open(store, device="cpu") as engine:
         snapshot = engine.snapshot()
         x = np.random.default_rng(0).normal(size=(50, engine.num_features)).astype(np.float32)
-        np.testing.assert_allclose(CpuPredictor(snapshot).predict_proba(x), snapshot.predict_proba(x),
+        np.testing.assert_allclose(Predictor(snapshot).predict_proba(x), snapshot.predict_proba(x),
                                    rtol=1e-5, atol=1e-6)
