@@ -325,12 +325,16 @@ def assess(results: dict[str, Any]) -> list[Check]:
     t = {k: v["mean_seconds"] for k, v in s.items()}
     pts = {k: 100 * v["accuracy"] for k, v in s.items()}
     hs_x, ohs_x = t["sisa"] / t["hs"], t["sisa"] / t["ohs"]
+    # The same ratio in samples read: what the speed-up would be with no fixed cost per request (publishing a
+    # version, erasing rows) and no noise from other work on the machine.
+    read = {k: max(v["samples_read"], 1) for k, v in s.items()}
+    hs_r, ohs_r = read["sisa"] / read["hs"], read["sisa"] / read["ohs"]
     ref_auc = s["retrain"]["mia_auc"]
     out = [
-        Check("HS 6x-8x faster than SISA", "paper", f"{hs_x:.1f}x", 6 <= hs_x),
-        Check("OHS 1.5x-6x faster than SISA", "paper", f"{ohs_x:.1f}x", 1.5 <= ohs_x),
-        Check("HS >= 6x faster than SISA", "target", f"{hs_x:.1f}x", hs_x >= 6),
-        Check("OHS >= 2x faster than SISA", "target", f"{ohs_x:.1f}x", ohs_x >= 2),
+        Check("HS 6x-8x faster than SISA", "paper", f"{hs_x:.1f}x (samples read {hs_r:.1f}x)", 6 <= hs_x),
+        Check("OHS 1.5x-6x faster than SISA", "paper", f"{ohs_x:.1f}x (samples read {ohs_r:.1f}x)", 1.5 <= ohs_x),
+        Check("HS >= 6x faster than SISA", "target", f"{hs_x:.1f}x (samples read {hs_r:.1f}x)", hs_x >= 6),
+        Check("OHS >= 2x faster than SISA", "target", f"{ohs_x:.1f}x (samples read {ohs_r:.1f}x)", ohs_x >= 2),
         Check("DPUS up to 5 points less accurate than HS", "paper",
               f"DPUS {pts['dpus']:.2f}, HS {pts['hs']:.2f} ({pts['hs'] - pts['dpus']:+.2f} points)",
               0 <= pts["hs"] - pts["dpus"] <= 5),

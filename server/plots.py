@@ -27,10 +27,10 @@ def _title(results: dict[str, Any], what: str) -> str:
     return f"{what}: {c['dataset']}, S={e['slices']} E={e['epochs']} m={c['m']}, {c['requests']} requests, {c['device']}"
 
 
-def _bars(ax: Any, names: list[str], values: list[float]) -> None:
+def _bars(ax: Any, names: list[str], values: list[float], fmt: str = "{:.3g}") -> None:
     bars = ax.bar([n.upper() for n in names], values, color=[_COLOURS.get(n, "#444444") for n in names])
     for b in bars:
-        ax.annotate(f"{b.get_height():.3g}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+        ax.annotate(fmt.format(b.get_height()), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
                     va="bottom", fontsize=8)
 
 
@@ -44,7 +44,7 @@ def plot_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     acc = [100 * s[n]["accuracy"] for n in names]
-    _bars(ax, names, acc)
+    _bars(ax, names, acc, "{:.2f}")  # the gaps that matter are tenths of a point
     before = 100 * results["config"]["accuracy_before"]
     ax.axhline(before, color="black", linestyle=":", linewidth=1, label=f"before forgetting ({before:.2f}%)")
     # Differences are fractions of a point: zoom in on them instead of starting the axis at zero.
@@ -72,7 +72,7 @@ def plot_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     auc = [s[n]["mia_auc"] for n in names]
-    _bars(ax, names, auc)
+    _bars(ax, names, auc, "{:.3f}")
     ax.axhline(0.5, color="black", linestyle=":", linewidth=1, label="0.5 (no signal)")
     if "retrain" in s:
         ref = s["retrain"]["mia_auc"]
