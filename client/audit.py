@@ -479,7 +479,9 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
         c.add(None, str(exc))
     rows = len(live_rows)
     if base.name is not None and (root / "audit" / base.name / "rows.sqlite").is_file():
-        _check_rows_against_vault(root / "audit" / base.name / "rows.sqlite", live_rows, forgotten, key, base, c)
+        requested = {ref for req in events.requests.values() if req.seq > base.size for ref in req.subjects}
+        _check_rows_against_vault(root / "audit" / base.name / "rows.sqlite", live_rows, forgotten, key, base, c,
+                                  requested)
     for name, held in _vault_holdings(root, forgotten, key):
         if name == base.name:
             c.notices.append(f"vault audit/{name} still holds {held} row(s) of forgotten subjects, pending the next "
@@ -494,25 +496,35 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
 
 
 def _check_rows_against_vault(vault_rows: Path, live_rows: Mapping[str, tuple[Any, Any, Any]],
-                              forgotten: Mapping[str, int], key: bytes, base: _Base, c: _Check) -> None:
+                              forgotten: Mapping[str, int], key: bytes, base: _Base, c: _Check,
+                              requested: set[str]) -> None:
     """The live rows must be the vault's rows less the forgotten ones, unchanged: a row edited or added behind
-    the ledger's back would change what every later retrain learns."""
-    kept = 0
+    the ledger's back would change what every later retrain learns. Also proves the key fits: the subjects
+    requested since the vault was made must be among its rows (a wrong key matches none, and would make
+    'no forgotten row found' vacuous)."""
     try:
-        for ord_, sid, y, x in audit_store.iter_rows(vault_rows, immutable=True):
-            if not isinstance(sid, str) or subject_ref(key, sid) in forgotten:
-                continue
-            kept += 1
-            have = live_rows.get(sid)
-            if have is None:
-                c.add(None, f"training row ord {ord_} (not forgotten) is missing from the live store",
-                      f"row ord {ord_}", "none")
-            elif have != (ord_, y, x):
-                c.add(None, f"training row ord {ord_} (not forgotten) differs from the vault audit/{base.name}'s",
-                      f"ord {ord_}, y {y}", f"ord {have[0]}, y {have[1]}" + ("" if have[2] == x else ", other features"))
+        vault = [(ord_, sid, y, x, subject_ref(key, sid))
+                 for ord_, sid, y, x in audit_store.iter_rows(vault_rows, immutable=True) if isinstance(sid, str)]
     except StoreUnreadable as exc:
         c.add(None, str(exc))
         return
+    if requested and not any(row[4] in requested for row in vault):
+        # Every other finding would follow from this one: name it alone.
+        c.add(None, f"the subject key does not fit this store: none of the {len(requested)} subject(s) requested "
+                    f"since audit/{base.name} was made is among its rows", "the deployment's key", "another key")
+        return
+    kept = 0
+    for ord_, sid, y, x, ref in vault:
+        if ref in forgotten:
+            continue
+        kept += 1
+        have = live_rows.get(sid)
+        if have is None:
+            c.add(None, f"training row ord {ord_} (not forgotten) is missing from the live store",
+                  f"row ord {ord_}", "none")
+        elif have != (ord_, y, x):
+            c.add(None, f"training row ord {ord_} (not forgotten) differs from the vault audit/{base.name}'s",
+                  f"ord {ord_}, y {y}", f"ord {have[0]}, y {have[1]}" + ("" if have[2] == x else ", other features"))
     extra = len([sid for sid in live_rows if subject_ref(key, sid) not in forgotten]) - kept
     if extra > 0:
         c.add(None, f"the live store holds {extra} row(s) that are not in the vault audit/{base.name}",

@@ -37,6 +37,12 @@ def _receipt(_ctx: click.Context, _param: click.Parameter, value: Path | None) -
         raise click.BadParameter(str(exc)) from None
 
 
+def _device(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value in ("cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise click.BadParameter(f"{value!r} is not cpu, cuda or cuda:N")
+
+
 def _print(report: Any, as_json: bool) -> None:
     click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True) if as_json else report.text())
 
@@ -48,7 +54,7 @@ def _print(report: Any, as_json: bool) -> None:
 @click.option("--receipt", type=_FILE, callback=_receipt, help="A Forget receipt (JSON) whose head must still hold.")
 @click.option("--chain-only", is_flag=True, help="Stop after the chain check (no torch needed).")
 @click.option("--key-file", type=_FILE, help="The deployment's subject key. Default: the store's keys/subject.key.")
-@click.option("--device", help="Where to replay (cpu, cuda:0). Default: the training device when present, else cpu.")
+@click.option("--device", callback=_device, help="Where to replay (cpu, cuda:0). Default: the training device when present, else cpu.")
 @click.option("--seal", is_flag=True,
               help="After every check passed: record audit.verified and replace the vault with the verified state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

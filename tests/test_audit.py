@@ -459,6 +459,8 @@ def test_cli_verify_usage_errors(case: Forgotten, tmp_path: Path) -> None:
     assert both.exit_code == 2 and "at most one of --expect-head and --receipt" in both.output
     bad = CliRunner().invoke(main, ["verify", "--store", str(case.store), "--expect-head", "abc"])
     assert bad.exit_code == 2 and "a head is 144 hex characters" in bad.output
+    device = CliRunner().invoke(main, ["verify", "--store", str(case.store), "--device", "tpu"])
+    assert device.exit_code == 2 and "'tpu' is not cpu, cuda or cuda:N" in device.output
 
 
 def test_chain_only_needs_no_torch(case: Forgotten) -> None:
@@ -474,6 +476,13 @@ def test_chain_only_needs_no_torch(case: Forgotten) -> None:
                           capture_output=True, text=True, cwd=REPO)
     assert full.returncode == 1
     assert "replay needs the server extra" in full.stdout
+
+
+def test_a_subject_key_that_does_not_fit_is_named(case: Forgotten, tmp_path: Path) -> None:
+    (tmp_path / "other.key").write_bytes(b"\x01" * 32)
+    report = audit(case.store, key_file=tmp_path / "other.key")
+    assert not report.ok
+    assert "the subject key does not fit this store" in str(report.check("data").problems[0])
 
 
 def test_every_audit_command_has_help() -> None:
