@@ -40,6 +40,10 @@ asked for the same strategy, in ledger order::
      "device": "cpu"|"cuda:0"|...}        # where the engine ran it: replay is bitwise on the same device type
                                           # (absent in ledgers written before it was recorded)
 
+``audit.verified`` -- appended by `forgetd verify --seal`, never by the daemon (its schema is in
+forgetd.client.audit_events); the fold skips it like any event type it does not know, and the worker folds
+it in order when it appears between two of its own appends.
+
 A batch whose every sample was forgotten by an earlier batch while it waited (two pending requests naming
 the same id with different strategies) has ``"subjects": []``: the engine is not called and ``model`` repeats
 the live version unchanged. Replay skips it and checks that the digests did not move.
