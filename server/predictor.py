@@ -71,7 +71,7 @@ class Predictor:
             for i, (w, b) in enumerate(layers):
                 h = F.linear(h, w, b)  # (B, out)
                 if i < len(layers) - 1:
-                    h = F.relu(h)
+                    h.relu_()  # h is this call's own tensor
             if self.vote:
                 part = F.one_hot(h.argmax(dim=1), self.num_classes).float()
             else:
