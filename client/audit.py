@@ -32,8 +32,8 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,13 +49,17 @@ from forgetd.ledger import ConsistencyProof, Head, LedgerError, Problem, subject
 if TYPE_CHECKING:
     from forgetd.client.client import Client
 
-__all__ = ["AuditReport", "CheckResult", "audit", "PASSED", "FAILED", "SKIPPED"]
+__all__ = ["AuditReport", "CheckResult", "StoreSealError", "audit", "PASSED", "FAILED", "SKIPPED"]
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 MAX_LISTED = 50  # problems listed per check; the rest are counted
 # Probabilities from a daemon on another device (or its lean CPU predictor) differ in the last bits only.
 PREDICT_TOLERANCE = 1e-5
 SERVER_EXTRA = "replay needs the server extra (torch): pip install 'forgetd[server]', or run with --chain-only"
+
+
+class StoreSealError(Exception):
+    """The seal was refused: the store changed between the audit and its snapshot, or cannot be copied."""
 
 
 @dataclass(frozen=True)
@@ -669,10 +673,3 @@ def _seal(root: Path, events: Events, head: Head, base: _Base, replayed: _Replay
     for old in removed:
         vault_mod.remove_vault(root, old)
     return {"seq": entry.seq, "vault": name, "removed": removed}
-
-
-class StoreSealError(Exception):
-    """The seal was refused: the store changed between the audit and its snapshot."""
-
-
-ProgressCallback = Callable[[int], None]
