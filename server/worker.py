@@ -122,12 +122,16 @@ class Runtime:
         from .engine import Engine  # torch
 
         engine = Engine.open(config.store, device=config.device)
-        journal = Journal(engine.ledger_path, config.store / HEAD_KEY)
+        try:
+            journal = Journal(engine.ledger_path, config.store / HEAD_KEY)
+        except BaseException:
+            engine.close()  # it holds the store's writer lock
+            raise
         runtime = cls(config, engine, journal)
         try:
             runtime._recover()
         except BaseException:
-            journal.close()
+            runtime.close()
             raise
         return runtime
 
@@ -229,6 +233,7 @@ class Runtime:
             apply_micros=0,
             queued_micros=0,
             recovered=True,
+            device=tag.get("device"),  # where it ran before the crash, which may not be where we run now
         )
         entry = self._append(events.FORGET_APPLIED, payload, events.applied_event_id(rids))
         log.warning("recovery: version %d was applied before the crash; recorded it at seq %d from the store",
@@ -408,6 +413,7 @@ class Runtime:
             # The plan knows no residue and only estimates the reads; a recovered event says so (recovered).
             "residue_steps": 0,
             "samples_read": int(plan.estimated_samples_read),
+            "device": str(engine.device),
         }
         result = engine.forget(ids, strategy, tag=json.dumps(tag, sort_keys=True))
         snapshot = engine.snapshot()

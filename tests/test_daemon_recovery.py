@@ -79,6 +79,8 @@ def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from
     fold = fold_ledger(store)
     assert fold.applied_by_request["crashy"].recovered and not fold.applied_by_request["next"].recovered
     assert len(fold.applied_by_request["crashy"].subjects) == 2
+    with Ledger(store / "ledger.sqlite") as ledger:  # the recovered event still says where it ran
+        assert ledger.entry(fold.applied_by_request["crashy"].seq).payload["device"] == "cpu"
     assert verify_ledger(store / "ledger.sqlite").ok
 
 
