@@ -13,11 +13,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, running_daemon, train_small_store
 from forgetd.client import Client, Receipt
@@ -253,6 +256,24 @@ def test_expect_head_from_another_ledger_is_caught(case: Forgotten) -> None:
     assert audit(case.store, expect_head=good.to_hex(), chain_only=True).ok
     forged = Head(5, bytes(32), good.merkle_root)
     assert "seq 5:" in failed(audit(case.store, expect_head=forged, chain_only=True), "chain")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_flipped_envelope_byte_is_named_at_its_seq(forgotten: Forgotten, tmp_path: Path, data: st.DataObject) -> None:
+    # Chain-only needs the ledger file alone: each example tampers with a fresh copy of it.
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    ledger = work / "ledger.sqlite"
+    shutil.copy(forgotten.store / "ledger.sqlite", ledger)
+    size = Ledger(ledger, readonly=True).size
+    seq = data.draw(st.integers(1, size), label="seq")
+    envelope = bytearray(_row(ledger, seq)[4])  # type: ignore[arg-type]
+    at = data.draw(st.integers(0, len(envelope) - 1), label="byte")
+    envelope[at] ^= data.draw(st.integers(1, 255), label="mask")
+    _tamper(ledger, ("UPDATE entries SET envelope = ? WHERE seq = ?", (bytes(envelope), seq)))
+    report = audit(work, chain_only=True)
+    assert report.check("chain").status == "failed"
+    assert report.check("chain").problems[0].seq == seq
 
 
 # ------------------------------------------------------------------------------------------------ genesis, data

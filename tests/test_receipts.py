@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import running_daemon
 from forgetd.client import Client, Receipt
@@ -161,3 +163,51 @@ def test_cli_receipt_verify(store: Path, receipts: list[Receipt], tmp_path: Path
     _truncate(store / "ledger.sqlite", 2)
     bad = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "r.json"), "--store", str(store)])
     assert bad.exit_code == 1 and "Error: receipt " in bad.output and "truncated" in bad.output
+
+
+_FIELDS = ("requested_seq", "requested_leaf_hash", "applied_seq", "applied_leaf_hash", "head.size", "head.chain_hash",
+           "head.merkle_root", "head.signature", "head.public_key", "requested_proof.hashes", "applied_proof.hashes")
+
+
+def _mutate(receipt: Receipt, field: str, byte: int, mask: int) -> Receipt:
+    def flip(value: bytes) -> bytes:
+        out = bytearray(value)
+        out[byte % len(out)] ^= mask
+        return bytes(out)
+
+    if "." not in field:
+        value = getattr(receipt, field)
+        return dataclasses.replace(receipt, **{field: value + 1 + byte % 3 if isinstance(value, int) else flip(value)})
+    outer, inner = field.split(".")
+    part = getattr(receipt, outer)
+    value = getattr(part, inner)
+    if isinstance(value, int):
+        new = value + 1 + byte % 3
+    elif isinstance(value, tuple):
+        new = (flip(value[0]), *value[1:])
+    else:
+        new = flip(value)
+    return dataclasses.replace(receipt, **{outer: dataclasses.replace(part, **{inner: new})})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(_FIELDS), byte=st.integers(0, 63), mask=st.integers(1, 255))
+def test_any_altered_receipt_field_fails(applied_receipt: tuple[Path, Receipt], field: str, byte: int,
+                                          mask: int) -> None:
+    store, receipt = applied_receipt
+    assert verify_receipt_with_store(receipt, store).ok
+    report = verify_receipt_with_store(_mutate(receipt, field, byte, mask), store)
+    assert not report.ok and report.problems
+
+
+@pytest.fixture(scope="module")
+def applied_receipt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Receipt]:
+    from conftest import train_small_store
+
+    store = train_small_store(tmp_path_factory.mktemp("receipts") / "store")
+    with running_daemon(store) as running, Client(running.address) as client:
+        ids = running.runtime.engine.sample_ids()
+        client.forget([ids[0]], strategy="sisa")
+        receipt = client.forget([ids[1]], strategy="dpus")
+        client.forget([ids[2]], strategy="hs")  # the ledger grew since the receipt
+    return store, receipt
