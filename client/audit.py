@@ -324,6 +324,9 @@ def _check_genesis(root: Path, events: Events, base: _Base) -> CheckResult:
         c.add(base.seq, "the vault record has no file digests", "files", "none")
         return c.done("")
     for rel, want in sorted(files.items()):
+        if not isinstance(rel, str) or rel.startswith("/") or ".." in rel.split("/"):
+            c.add(base.seq, f"the vault record names a file outside the vault: {rel!r}", "a path inside it", rel)
+            continue
         try:
             have = audit_store.sha256_file(vault / rel)
         except StoreUnreadable:
@@ -361,11 +364,13 @@ def _check_engine_artifacts(vault: Path, engine: Any, c: _Check) -> None:
         return
     try:
         manifest_files = audit_store.read_json(vault / "CURRENT.json")["files"]
+        if not isinstance(manifest_files, dict):
+            raise TypeError("files is not an object")
     except (StoreUnreadable, KeyError, TypeError) as exc:
         c.add(1, f"the vault's manifest is unreadable: {exc}")
         return
     for logical, want in sorted(artifacts.items()):
-        if logical in manifest_files:
+        if isinstance(manifest_files.get(logical), str):
             rel = f"artifacts/{manifest_files[logical]}"
         elif logical.endswith(".index"):
             rel = f"index/{logical[:-len('.index')]}.npz"

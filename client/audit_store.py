@@ -85,14 +85,17 @@ def live_parameters(root: Path) -> tuple[int, str, tuple[str, ...]]:
         files = manifest["files"]
         version = int(manifest["version"])
         shards = sorted(int(k[5:].split(".")[0]) for k in files if k.startswith("shard") and k.endswith(".params"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreUnreadable(f"{root / 'CURRENT.json'}: malformed manifest ({exc})") from None
     if shards != list(range(len(shards))) or not shards:
         raise StoreUnreadable(f"{root / 'CURRENT.json'}: shard parameter files {shards} are not 0..K-1")
     model = hashlib.sha256()
     digests = []
     for k in shards:
-        live = npy_last_row(root / "artifacts" / files[f"shard{k}.params"])
+        name = files[f"shard{k}.params"]
+        if not isinstance(name, str) or "/" in name:
+            raise StoreUnreadable(f"{root / 'CURRENT.json'}: shard{k}.params names {name!r}, not a file in artifacts/")
+        live = npy_last_row(root / "artifacts" / name)
         model.update(live)
         digests.append(hashlib.sha256(live).hexdigest())
     return version, model.hexdigest(), tuple(digests)

@@ -32,6 +32,9 @@ from .vault import RECORD, ROWS, copy_rows, link_or_copy, sweep_stale
 
 __all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
 
+# What a vault or a ledger the daemon did not write could make the engine raise: a finding, not a crash
+# (RuntimeError covers torch's own errors, e.g. an unavailable CUDA device).
+_FAILURES = (ForgetdError, OSError, ValueError, KeyError, IndexError, RuntimeError)
 DEFAULT_TOLERANCE = 1e-4  # max |delta| per parameter when a batch ran on another device type
 
 
@@ -157,7 +160,7 @@ def replay(
     try:
         try:
             engine = Engine.open(scratch, device=device)
-        except ForgetdError as exc:
+        except _FAILURES as exc:
             mismatch = ReplayMismatch(None, f"the vault does not open as a store: {exc}")
             return result()
         by_ref = {subject_ref(subject_key, sid): sid for sid in engine.sample_ids()}
@@ -206,7 +209,7 @@ def _replay_one(eng: Any, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[R
         ids.append(sid)
     try:
         got = eng.forget(ids, batch.strategy)
-    except ForgetdError as exc:
+    except _FAILURES as exc:
         return ReplayMismatch(batch.seq, f"replaying the batch failed: {exc}"), 0.0
     return _compare(batch, got), float(got.seconds)
 
