@@ -4,7 +4,7 @@ The engine's snapshot forward slices its flat parameter vector into layers and a
 every call; for a one-row batch that bookkeeping costs more than the arithmetic. The daemon therefore cuts
 each published version into per-layer views once (no copy: the views share the snapshot's tensors, on the
 snapshot's device, so on CUDA the parameters stay in GPU memory and the forward runs there) and runs a
-lean forward under inference_mode. The arithmetic is the engine's (tests/test_server_predictor.py holds it
+lean forward. The arithmetic is the engine's (tests/test_server_predictor.py holds it
 to the engine's forward with allclose).
 
 Threads: the daemon serves Predicts concurrently on its gRPC threads; intra-op worker threads would only
@@ -53,6 +53,8 @@ class Predictor:
         # The engine's flat layout (server/model.py): per layer, weight (out, in) row-major, then bias (out,).
         self.shards: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         for flat in snapshot._params:  # the snapshot's private (P,) tensors, never modified after publication
+            if flat.requires_grad:
+                raise ValueError("a published snapshot's parameters must not require grad")
             layers, offset = [], 0
             for fan_in, fan_out in shape.layers:
                 w = flat[offset : offset + fan_out * fan_in].view(fan_out, fan_in)
@@ -61,7 +63,8 @@ class Predictor:
                 offset += fan_out
             self.shards.append(layers)
 
-    @torch.inference_mode()
+    # No inference_mode/no_grad: nothing here requires grad (the snapshot's tensors are plain), so autograd
+    # records nothing anyway, and entering the mode costs more than the forward on a one-row batch.
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (B, C) float32 for rows x (B, F), aggregated over shards like the engine."""
         rows = torch.from_numpy(np.array(x, dtype=np.float32, order="C")).to(self.device)  # (B, F), own copy

@@ -32,3 +32,14 @@ def test_several_shards_aggregate_like_the_engine(tmp_path: Path, aggregation: s
         x = np.random.default_rng(0).normal(size=(50, engine.num_features)).astype(np.float32)
         np.testing.assert_allclose(Predictor(snapshot).predict_proba(x), snapshot.predict_proba(x),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_predicting_builds_no_autograd_graph(trained_store: Path) -> None:
+    import torch
+
+    with Engine.open(trained_store, device="cpu") as engine:
+        predictor = Predictor(engine.snapshot())
+        assert not any(w.requires_grad or b.requires_grad for layers in predictor.shards for w, b in layers)
+        assert torch.is_grad_enabled()  # the daemon's threads run with grad mode on: nothing may depend on it
+        out = predictor.predict_proba(np.zeros((2, engine.num_features), np.float32))
+        assert out.flags.writeable and out.shape == (2, engine.num_classes)
