@@ -183,7 +183,7 @@ def audit(
     else:
         replay_check, replayed = _check_replay(root, events, base, key, device, progress)
         checks.append(replay_check)
-    checks.append(_check_data(root, events, key, base))
+    checks.append(_check_data(root, events, key, base, replayed))
     checks.append(_check_live(server, events, head, root) if server is not None
                   else _skipped("live", "not run (no --server)"))
     report = AuditReport(str(root), head, tuple(checks))
@@ -392,6 +392,9 @@ class _Replayed:
     batches: int
     device: str
     bitwise: bool
+    # What the live store must hold: the replayed manifest (no tag) and artifact digests (file -> SHA-256).
+    manifest: Mapping[str, Any] | None = None
+    artifacts: Mapping[str, str] | None = None
 
 
 def _check_replay(root: Path, events: Events, base: _Base, key: bytes | None, device: str | None,
@@ -405,7 +408,8 @@ def _check_replay(root: Path, events: Events, base: _Base, key: bytes | None, de
         return c.done(""), None
     if not batches:
         c.figures.update(replayed=0)
-        return c.done(f"nothing to replay after seq {base.size}"), _Replayed(0, device or "cpu", True)
+        manifest, artifacts = _vault_state(root, base)
+        return c.done(f"nothing to replay after seq {base.size}"), _Replayed(0, device or "cpu", True, manifest, artifacts)
     try:
         from forgetd.server import replay as replay_mod
     except ModuleNotFoundError as exc:
@@ -435,13 +439,24 @@ def _check_replay(root: Path, events: Events, base: _Base, key: bytes | None, de
                      seconds=round(result.seconds, 6), forget_seconds=round(result.forget_seconds, 6),
                      daemon_seconds=round(recorded_s, 6), ratio=round(ratio, 4) if ratio else None,
                      max_abs_diff=result.max_abs_diff, tolerance=result.tolerance)
+    worst = "unknown" if result.max_abs_diff is None else f"{result.max_abs_diff:.3g}"
     how = ("bitwise" if result.bitwise else
-           f"within tolerance {result.tolerance:g} (max |delta| {result.max_abs_diff:.3g}; some batches ran on "
-           "another device type)")
+           f"within tolerance {result.tolerance:g} (max |delta| {worst}; some batches ran on another device type)")
     summary = (f"{result.replayed} batch(es) from audit/{base.name} replayed {how} on {result.device} in "
                f"{result.seconds:.2f} s (the daemon applied them in {recorded_s:.2f} s"
                + (f", {ratio:.2f}x)" if ratio else ")"))
-    return c.done(summary), _Replayed(result.replayed, result.device, result.bitwise)
+    return c.done(summary), _Replayed(result.replayed, result.device, result.bitwise, result.manifest, result.artifacts)
+
+
+def _vault_state(root: Path, base: _Base) -> tuple[Mapping[str, Any] | None, Mapping[str, str] | None]:
+    """With nothing to replay, the live store must hold the vault's own state (checked by the genesis check)."""
+    try:
+        manifest = dict(audit_store.read_json(root / "audit" / str(base.name) / "CURRENT.json"))
+    except (StoreUnreadable, TypeError, ValueError):
+        return None, None
+    manifest.pop("tag", None)
+    files = base.record.get("files", {}) if base.record is not None else {}
+    return manifest, {rel[len("artifacts/"):]: digest for rel, digest in files.items() if rel.startswith("artifacts/")}
 
 
 def _to_replay(mod: Any, b: Batch) -> Any:
@@ -455,7 +470,7 @@ def _to_replay(mod: Any, b: Batch) -> Any:
 # ------------------------------------------------------------------------------------------------ 4. data
 
 
-def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> CheckResult:
+def _check_data(root: Path, events: Events, key: bytes | None, base: _Base, replayed: _Replayed | None) -> CheckResult:
     c = _Check("data")
     live = events.live_model()
     try:
@@ -469,6 +484,7 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
                     break
     except StoreUnreadable as exc:
         c.add(None, str(exc))
+    _check_store_files(root, base, replayed, c)
     if key is None:
         c.add(None, "no subject key: give --key-file, or keep keys/subject.key in the store", "a key file", "none")
         return c.done("")
@@ -502,6 +518,49 @@ def _check_data(root: Path, events: Events, key: bytes | None, base: _Base) -> C
     head_version = live.version if live else 0
     return c.done(f"none of the {len(forgotten)} forgotten subjects has a row among the {rows} live rows, which are "
                   f"audit/{base.name}'s less the forgotten; live parameters are the head's (version {head_version})")
+
+
+def _check_store_files(root: Path, base: _Base, replayed: _Replayed | None, c: _Check) -> None:
+    """Every file of the live store is what the audit derived: the immutable ones (layout, index, refs, test
+    split, config) are the vault's; the manifest and every artifact it names (checkpoints, optimizer state,
+    increments) are the replay's, byte for byte. Parameters alone would not do: a tampered optimizer state or
+    increment shows only in a later forget, and a seal must never vouch for files the replay did not make."""
+    files = base.record.get("files", {}) if base.record is not None else {}
+    for rel, want in sorted(files.items()):
+        if rel.startswith("artifacts/") or rel == "CURRENT.json" or ".." in rel.split("/") or rel.startswith("/"):
+            continue
+        try:
+            have = audit_store.sha256_file(root / rel)
+        except StoreUnreadable:
+            have = "missing"
+        if have != want:
+            c.add(None, f"the live store's {rel} differs from the vault audit/{base.name}'s", want, have)
+    if replayed is None or replayed.manifest is None or replayed.artifacts is None:
+        c.notices.append("the live store's checkpoints, optimizer state and increments were not compared (no replay "
+                         "result to compare them with)")
+        return
+    if not replayed.bitwise:
+        c.notices.append("the live store's checkpoints, optimizer state and increments were not compared byte for "
+                         "byte: some batches ran on another device type")
+        return
+    try:
+        live = dict(audit_store.read_json(root / "CURRENT.json"))
+    except (StoreUnreadable, TypeError, ValueError) as exc:
+        c.add(None, f"the live manifest is unreadable: {exc}")
+        return
+    live.pop("tag", None)
+    for field_ in sorted(set(live) | set(replayed.manifest)):
+        if live.get(field_) != replayed.manifest.get(field_):
+            c.add(None, f"the live manifest's {field_!r} differs from the replayed store's",
+                  json.dumps(replayed.manifest.get(field_))[:200], json.dumps(live.get(field_))[:200])
+            return
+    for name, want in sorted(replayed.artifacts.items()):
+        try:
+            have = audit_store.sha256_file(root / "artifacts" / name)
+        except StoreUnreadable:
+            have = "missing"
+        if have != want:
+            c.add(None, f"the live store's artifacts/{name} differs from the replayed one", want, have)
 
 
 def _check_rows_against_vault(vault_rows: Path, live_rows: Mapping[str, tuple[Any, Any, Any]],

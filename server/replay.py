@@ -28,7 +28,7 @@ from forgetd.ledger import subject_ref
 
 from .errors import ForgetdError
 from .store import Manifest
-from .vault import RECORD, ROWS, copy_rows, link_or_copy, sweep_stale
+from .vault import RECORD, ROWS, copy_rows, link_or_copy, sha256_file, sweep_stale
 
 __all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
 
@@ -75,6 +75,11 @@ class ReplayResult:
     shard_digests: tuple[str, ...]
     max_abs_diff: float | None = None  # set when compared within tolerance
     tolerance: float | None = None
+    # The replayed store's manifest (without its tag, which names the daemon's requests) and the SHA-256 of
+    # every artifact file it names: the live store must hold exactly these (checkpoints, optimizer state,
+    # increments), or a seal would vouch for files the replay never produced.
+    manifest: dict[str, Any] | None = None
+    artifacts: dict[str, str] | None = None
 
 
 def default_device(recorded: str | None) -> str:
@@ -154,8 +159,10 @@ def replay(
 
     def result(**extra: object) -> ReplayResult:
         state = (engine.version, engine.digest(), tuple(engine.shard_digests())) if engine is not None else (None, None, ())
+        manifest, artifacts = _artifacts(scratch) if engine is not None and mismatch is None else (None, None)
         return ReplayResult(replayed, skipped, device, bitwise, mismatch, time.perf_counter() - started,
-                            forget_seconds, state[0], state[1], state[2], **extra)  # type: ignore[arg-type]
+                            forget_seconds, state[0], state[1], state[2], manifest=manifest, artifacts=artifacts,
+                            **extra)  # type: ignore[arg-type]
 
     try:
         try:
@@ -190,6 +197,12 @@ def replay(
         if engine is not None:
             engine.close()
         remove_scratch(scratch)
+
+
+def _artifacts(scratch: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    manifest = Manifest.read(scratch / "CURRENT.json").to_json()
+    manifest.pop("tag", None)
+    return manifest, {name: sha256_file(scratch / "artifacts" / name) for name in sorted(set(manifest["files"].values()))}
 
 
 def _replay_one(eng: Any, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:

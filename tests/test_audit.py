@@ -302,6 +302,26 @@ def test_replaced_checkpoint_or_increments_fail_the_genesis_check(case: Forgotte
     assert report.check("replay").status == "skipped"
 
 
+@pytest.mark.parametrize("target", ["optim", "increments", "refs.npy", "layout.npz"])
+def test_replaced_live_store_file_fails_the_data_check(case: Forgotten, target: str) -> None:
+    # Parameters stay right; what a later forget would read is wrong. A seal must not vouch for it.
+    manifest = json.loads((case.store / "CURRENT.json").read_text())
+    if target in ("optim", "increments"):
+        logical = "shard0.optim" if target == "optim" else "shard0.step1.inc"
+        rel = f"artifacts/{manifest['files'][logical]}"
+        _replace_npy(case.store / rel, 1e-3)
+        want = f"the live store's {rel} differs from the replayed one"
+    else:
+        rel = target
+        data = (case.store / rel).read_bytes()
+        (case.store / rel).unlink()
+        (case.store / rel).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        want = f"the live store's {rel} differs from the vault audit/genesis's"
+    report = audit(case.store, seal=True)
+    assert failed(report, "data").startswith(want)
+    assert report.sealed is None
+
+
 def test_forgotten_row_put_back_fails_the_data_check(case: Forgotten) -> None:
     victim = case.ids[4]
     vault = sqlite3.connect(case.store / "audit/genesis/rows.sqlite")
