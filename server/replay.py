@@ -158,9 +158,10 @@ def replay(
     mismatch: ReplayMismatch | None = None
 
     def result(**extra: object) -> ReplayResult:
+        elapsed = time.perf_counter() - started  # the re-execution; hashing its output below is checking
         state = (engine.version, engine.digest(), tuple(engine.shard_digests())) if engine is not None else (None, None, ())
         manifest, artifacts = _artifacts(scratch) if engine is not None and mismatch is None else (None, None)
-        return ReplayResult(replayed, skipped, device, bitwise, mismatch, time.perf_counter() - started,
+        return ReplayResult(replayed, skipped, device, bitwise, mismatch, elapsed,
                             forget_seconds, state[0], state[1], state[2], manifest=manifest, artifacts=artifacts,
                             **extra)  # type: ignore[arg-type]
 
