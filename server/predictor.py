@@ -48,6 +48,7 @@ class Predictor:
     def __init__(self, snapshot: Any) -> None:
         shape = snapshot.shape
         self.device = torch.device(snapshot.device)
+        self.on_gpu = self.device.type != "cpu"
         self.num_classes = int(shape.num_classes)
         self.vote = snapshot.aggregation == "vote"
         # The engine's flat layout (server/model.py): per layer, weight (out, in) row-major, then bias (out,).
@@ -67,7 +68,9 @@ class Predictor:
     # records nothing anyway, and entering the mode costs more than the forward on a one-row batch.
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (B, C) float32 for rows x (B, F), aggregated over shards like the engine."""
-        rows = torch.from_numpy(np.array(x, dtype=np.float32, order="C")).to(self.device)  # (B, F), own copy
+        rows = torch.from_numpy(np.array(x, dtype=np.float32, order="C"))  # (B, F), a copy we own
+        if self.on_gpu:  # .to() costs tens of microseconds even when it has nothing to move
+            rows = rows.to(self.device)
         out: torch.Tensor | None = None
         for layers in self.shards:
             h = rows
