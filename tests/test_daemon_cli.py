@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,12 @@ def test_serve_refuses_a_bad_configuration_with_one_error_line(tmp_path: Path, s
         (["--store", str(store), "--token-file", str(empty)], f"Error: {empty} is empty; put the bearer token"),
         (["--store", str(tmp_path / "missing")], "Error: " + str(tmp_path / "missing") + ": no forgetd store here"),
     ]
+    with socket.socket() as taken:  # a port another process holds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = CliRunner().invoke(main, ["serve", "--store", str(store), "--listen", busy])
+        assert result.exit_code == 1 and f"Error: cannot listen on {busy}" in result.output, result.output
     for args, want in cases:
         result = CliRunner().invoke(main, ["serve", *args])
         assert result.exit_code == 1, result.output
