@@ -78,8 +78,7 @@ class RequestView:
 
 @dataclass
 class _Pending:
-    requested: Requested
-    ids: tuple[str, ...]  # raw ids aligned with requested.subjects ("" where unknown after a restart)
+    requested: Requested  # its subjects name the samples; the worker maps them to the store's ids
     enqueued: float  # time.monotonic()
     done: threading.Event = field(default_factory=threading.Event)
     failed: bool = False
@@ -107,7 +106,10 @@ class Runtime:
         self._queue: deque[str] = deque()
         self._pending: dict[str, _Pending] = {}
         self._raw_ids: dict[str, tuple[str, ...]] = {}
-        self._remaining: set[str] = set()
+        # Subject ref -> the id as the store spells it, for the samples still in the store. The ledger names a
+        # sample by the ref of its NFC form, so a client may spell an id in any Unicode normal form; the
+        # engine is always handed the store's own spelling.
+        self._remaining: dict[str, str] = {}
         self._stopping = False
         self._halted = False  # set when a batch failed: no further batch may run before a restart
         self._drain_until = 0.0
@@ -177,8 +179,12 @@ class Runtime:
                 raise StoreError(f"the store is at version {engine.version} ({engine.digest()[:16]}) but the ledger "
                                  f"says version {said.version} ({said.digest[:16]}); they do not belong together "
                                  "(was one of them restored from a backup or copied from another deployment?)")
-            self._remaining = set(engine.sample_ids())
-            by_ref = {subject_ref(self._key, i): i for i in self._remaining}
+            stored = engine.sample_ids()
+            by_ref = {subject_ref(self._key, i): i for i in stored}
+            if len(by_ref) != len(stored):
+                raise StoreError(f"{self.config.store}: the training data has ids that are equal after Unicode NFC "
+                                 "normalisation; the ledger could not tell those samples apart")
+            self._remaining = by_ref
             back = [ref for ref in fold.forgotten if ref in by_ref]
             if back:
                 raise StoreError(f"{len(back)} sample(s) the ledger says were forgotten are in the store's data "
@@ -190,7 +196,7 @@ class Runtime:
                     raise StoreError(f"request {req.request_id!r} (seq {req.seq}) names subject {missing[0]} that "
                                      "is neither in the store nor forgotten by the ledger")
                 ids = tuple(by_ref.get(r, "") for r in req.subjects)
-                self._pending[req.request_id] = _Pending(req, ids, now)
+                self._pending[req.request_id] = _Pending(req, now)
                 self._raw_ids[req.request_id] = ids
                 self._queue.append(req.request_id)
             if self._queue:
@@ -258,13 +264,13 @@ class Runtime:
             if self._halted:
                 raise NotServing("forgetting is halted after an internal error; the server must be restarted "
                                  "(acknowledged requests are durable and will be applied)")
-            unknown = [i for i, r in zip(sample_ids, refs) if i not in self._remaining and r not in self._fold.forgotten]
+            unknown = [i for i, r in zip(sample_ids, refs) if r not in self._remaining and r not in self._fold.forgotten]
             if unknown:
                 raise UnknownSample(unknown)
             payload = events.requested_payload(request_id, refs, strategy, _now())
             entry = self._append(events.FORGET_REQUESTED, payload, events.requested_event_id(request_id))
             ids = tuple(sample_ids)
-            self._pending[request_id] = _Pending(self._fold.requests[request_id], ids, time.monotonic())
+            self._pending[request_id] = _Pending(self._fold.requests[request_id], time.monotonic())
             self._raw_ids[request_id] = ids
             self._queue.append(request_id)
             self._work.notify()
@@ -372,8 +378,12 @@ class Runtime:
         rids = [p.requested.request_id for p in batch]
         with self._lock:
             ids: list[str] = []
+            taken: set[str] = set()  # refs of `ids`
             for p in batch:
-                ids.extend(i for i in p.ids if i in self._remaining and i not in ids)
+                for ref in p.requested.subjects:
+                    if ref in self._remaining and ref not in taken:
+                        ids.append(self._remaining[ref])
+                        taken.add(ref)
         queued = int((time.monotonic() - min(p.enqueued for p in batch)) * 1e6)
         started = time.perf_counter()
         if ids:
@@ -388,7 +398,8 @@ class Runtime:
             )  # fmt: skip
         with self._lock:
             entry = self._append(events.FORGET_APPLIED, payload, events.applied_event_id(rids))
-            self._remaining.difference_update(ids)
+            for ref in taken:
+                del self._remaining[ref]
             model = payload["model"]
             self.live = LiveModel(snapshot, predict, model["version"], model["digest"],
                                   tuple(model["shard_digests"]), entry.seq, len(self._fold.forgotten))

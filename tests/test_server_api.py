@@ -357,3 +357,26 @@ def test_a_restarted_daemon_serves_the_same_version_and_writes_no_second_genesis
         assert status.status == upb.FORGET_STATUS_APPLIED and status.samples[0].sample_id == ""  # only the ref survives
         assert status.samples[0].subject_ref == done.samples[0].subject_ref
     assert ledger_size(store) == 3
+
+
+def test_a_sample_id_in_another_unicode_normal_form_names_the_same_sample(tmp_path: Path) -> None:
+    from forgetd.server.config import EngineConfig
+    from forgetd.server.data import Dataset
+
+    from conftest import SMALL_CONFIG
+
+    composed, decomposed = "caf\u00e9", "cafe\u0301"  # the same id, NFC and NFD
+    rng = np.random.default_rng(0)
+    ds = Dataset(name="nfc", feature_names=tuple(f"f{i}" for i in range(4)),
+                 train_ids=(composed, *(f"row-{i}" for i in range(119))),
+                 X_train=rng.normal(size=(120, 4)).astype(np.float32), y_train=rng.integers(0, 2, 120),
+                 test_ids=(), X_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64), num_classes=2)
+    Engine.train(ds, EngineConfig(**{**SMALL_CONFIG, "device": "cpu"}), tmp_path / "store").close()
+    with running_daemon(tmp_path / "store") as running:
+        _, unlearning = running.stubs()
+        err = call_error(unlearning.Forget, upb.ForgetRequest(sample_ids=[composed, decomposed]))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "same id after Unicode NFC" in err.details()
+        done = unlearning.Forget(upb.ForgetRequest(sample_ids=[decomposed], strategy=DPUS, wait=True))
+        assert done.status == upb.FORGET_STATUS_APPLIED and done.result.model_version == 1
+        again = unlearning.Forget(upb.ForgetRequest(sample_ids=[composed], strategy=DPUS, wait=True))
+        assert again.samples[0].applied_seq == done.receipt.applied_seq  # already forgotten, by that entry
