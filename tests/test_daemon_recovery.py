@@ -67,6 +67,7 @@ def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from
     monkeypatch.undo()
     with Engine.open(store, device="cpu") as engine:
         assert engine.version == 1 and json.loads(engine.live_tag)["request_ids"] == ["crashy"]
+        assert "synthetic:" not in engine.live_tag  # the store keeps the tag: refs only, never the ids
         published = engine.digest()
     with running_daemon(store) as running:
         inference, unlearning = running.stubs()
