@@ -1,7 +1,8 @@
-"""The `forgetd` command: one click group whose subcommands live beside the library they drive.
+"""The `forgetd` command: click groups whose subcommands live beside the library they drive.
 
-Subcommands are imported lazily, so `forgetd ledger verify` and `forgetd verify` work on a client-only
-install (no torch), and only `serve`, `train` and `bench` need the server extra.
+Subcommands are imported lazily, so `forgetd ledger verify` and `forgetd verify --chain-only` work on a
+client-only install (no torch), and only the commands that train or serve need the server extra. The tables
+below are the whole wiring: server/ and client/ never import each other to register a command.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from importlib import metadata
 
 import click
 
-# name -> "module:attribute"; each module owns its commands, this table only wires them in.
+# name -> "module:attribute"; each module owns its commands, these tables only wire them in.
 _COMMANDS: dict[str, str] = {
     "ledger": "forgetd.ledger.cli:ledger",
     "train": "forgetd.server.train_cli:train",
     "serve": "forgetd.server.serve_cli:serve",
-    "bench": "forgetd.server.bench_cli:bench",
     "predict": "forgetd.client.commands:predict",
     "forget": "forgetd.client.commands:forget",
     "status": "forgetd.client.commands:status",
@@ -24,28 +24,39 @@ _COMMANDS: dict[str, str] = {
     "verify": "forgetd.client.audit_cli:verify",
     "receipt": "forgetd.client.audit_cli:receipt",
 }
+_BENCH_COMMANDS: dict[str, str] = {
+    "serving": "forgetd.server.bench_serving:serving",
+    "unlearning": "forgetd.server.bench_unlearning:unlearning",
+    "audit": "forgetd.client.audit_bench:audit_command",
+}
 
 
 class _LazyGroup(click.Group):
+    """A group whose commands are named in a table and imported on first use."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._lazy = lazy
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(_COMMANDS) | set(super().list_commands(ctx)))
+        return sorted(set(self._lazy) | set(super().list_commands(ctx)))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
+        target = self._lazy.get(cmd_name)
         if target is None:
             return super().get_command(ctx, cmd_name)
         module_name, attr = target.split(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name in ("torch", "numpy"):
+            if exc.name in ("torch", "numpy", "matplotlib"):
                 raise click.ClickException(
-                    f"'forgetd {cmd_name}' needs the server extra: pip install 'forgetd[server]'"
+                    f"'{ctx.command_path} {cmd_name}' needs the server extra: pip install 'forgetd[server]'"
                 ) from exc
-            if exc.name == module_name:
-                return None  # not built yet on this checkout
             raise
-        return getattr(module, attr, None)
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
 
 
 def _version() -> str:
@@ -55,10 +66,18 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=_LazyGroup, lazy=_COMMANDS, context_settings=_SETTINGS)
 @click.version_option(_version(), "--version", prog_name="forgetd")
 def main() -> None:
     """forgetd: a model server that can prove it forgot."""
+
+
+@main.group(cls=_LazyGroup, lazy=_BENCH_COMMANDS, context_settings=_SETTINGS)
+def bench() -> None:
+    """Benchmarks that print figures beside a baseline: serving, unlearning (the paper's evaluation), audit."""
 
 
 if __name__ == "__main__":

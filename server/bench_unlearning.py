@@ -407,7 +407,7 @@ def write_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- the command (registered in bench_cli.py) ------------------------------------------------------------------
+# -- the command (wired into `forgetd bench` by client/cli.py) ------------------------------------------------------------------
 
 import click  # noqa: E402
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from forgetd.server.bench_cli import bench
+from forgetd.client.cli import bench
 from forgetd.server.bench_unlearning import BENCH_STRATEGIES, BenchConfig, assess, run_bench, unlearning
 from forgetd.server.errors import InvalidConfig
 
