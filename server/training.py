@@ -178,12 +178,23 @@ def deterministic() -> Iterator[None]:
     threads = torch.get_num_threads()
     was = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(TRAIN_THREADS)
-    torch.use_deterministic_algorithms(True)
+    _set_deterministic(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(was)
+        _set_deterministic(was)
         torch.set_num_threads(threads)
+
+
+def _set_deterministic(mode: bool) -> None:
+    # torch.use_deterministic_algorithms also sets torch._inductor's flag, and importing torch._inductor costs
+    # ~1.3 s the first time in a process (the first forget a daemon applies). We never torch.compile, so the
+    # kernel-level switch it wraps gives the same guarantee; the public call stays as the fallback.
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
 
 
 # on_step(s, the state after step s): store the checkpoint theta_s.
