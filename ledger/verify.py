@@ -445,6 +445,11 @@ def _plan_workers(conn: sqlite3.Connection, strict: bool, jobs: int | None) -> l
         if count < PARALLEL_MIN_ENTRIES:
             return []
         jobs = idle_cpus()
+    return _split_seqs(count, low, high, jobs)
+
+
+def _split_seqs(count: int, low: int | None, high: int | None, jobs: int) -> list[tuple[int, int]]:
+    """Half-open seq ranges of about equal size, one per job; [] unless seqs 1..count look gapless."""
     if jobs < 2 or count < jobs or low != 1 or high != count:
         return []
     step = -(-count // jobs)
