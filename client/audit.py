@@ -141,6 +141,14 @@ class _Check:
                            len(self.problems) - len(listed))
 
 
+def _sha256_or_missing(path: Path) -> str:
+    """The file's hex SHA-256, or "missing": an unreadable file is a finding to report, never a crash."""
+    try:
+        return audit_store.sha256_file(path)
+    except StoreUnreadable:
+        return "missing"
+
+
 def _skipped(name: str, why: str) -> CheckResult:
     return CheckResult(name, SKIPPED, why)
 
@@ -327,10 +335,7 @@ def _check_genesis(root: Path, events: Events, base: _Base) -> CheckResult:
         if not isinstance(rel, str) or rel.startswith("/") or ".." in rel.split("/"):
             c.add(base.seq, f"the vault record names a file outside the vault: {rel!r}", "a path inside it", rel)
             continue
-        try:
-            have = audit_store.sha256_file(vault / rel)
-        except StoreUnreadable:
-            have = "missing"
+        have = _sha256_or_missing(vault / rel)
         if have != want:
             c.add(base.seq, f"vault file audit/{base.name}/{rel} differs from what {where} recorded", want, have)
     extra = sorted(p.relative_to(vault).as_posix() for p in vault.rglob("*")
@@ -376,10 +381,7 @@ def _check_engine_artifacts(vault: Path, engine: Any, c: _Check) -> None:
             rel = f"index/{logical[:-len('.index')]}.npz"
         else:
             rel = {"layout": "layout.npz", "refs": "refs.npy"}.get(logical, logical)
-        try:
-            have = audit_store.sha256_file(vault / rel)
-        except StoreUnreadable:
-            have = "missing"
+        have = _sha256_or_missing(vault / rel)
         if have != want:
             c.add(1, f"{logical} ({rel}) differs from the digest genesis recorded", want, have)
 
@@ -529,10 +531,7 @@ def _check_store_files(root: Path, base: _Base, replayed: _Replayed | None, c: _
     for rel, want in sorted(files.items()):
         if rel.startswith("artifacts/") or rel == "CURRENT.json" or ".." in rel.split("/") or rel.startswith("/"):
             continue
-        try:
-            have = audit_store.sha256_file(root / rel)
-        except StoreUnreadable:
-            have = "missing"
+        have = _sha256_or_missing(root / rel)
         if have != want:
             c.add(None, f"the live store's {rel} differs from the vault audit/{base.name}'s", want, have)
     if replayed is None or replayed.manifest is None or replayed.artifacts is None:
@@ -555,10 +554,7 @@ def _check_store_files(root: Path, base: _Base, replayed: _Replayed | None, c: _
                   json.dumps(replayed.manifest.get(field_))[:200], json.dumps(live.get(field_))[:200])
             return
     for name, want in sorted(replayed.artifacts.items()):
-        try:
-            have = audit_store.sha256_file(root / "artifacts" / name)
-        except StoreUnreadable:
-            have = "missing"
+        have = _sha256_or_missing(root / "artifacts" / name)
         if have != want:
             c.add(None, f"the live store's artifacts/{name} differs from the replayed one", want, have)
 
