@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import struct
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -121,6 +123,21 @@ MAX_REQUEST_ID_CHARS = 128
 MAX_SAMPLE_ID_CHARS = 1024
 
 
+SMALL_FEATURES = 256  # up to this many values, Python checks finiteness faster than a (cold) numpy reduction
+
+
+def _all_finite(features: bytes, x: np.ndarray) -> bool:
+    """Whether every float32 in the payload is finite.
+
+    A float64 sum of float32 values cannot overflow, so it is finite exactly when every value is (inf - inf
+    is NaN): one pass either way. Small batches sum in Python, which costs less than numpy's reduction
+    machinery when the handler wakes cold (`forgetd bench serving` measured ~40 us of round trip).
+    """
+    if x.size <= SMALL_FEATURES:
+        return math.isfinite(sum(struct.unpack(f"<{x.size}f", features)))
+    return np.isfinite(x).all()
+
+
 def parse_features(request: inference_service_pb2.PredictRequest, num_features: int, max_rows: int) -> np.ndarray:
     """The request's rows as a (rows, columns) float32 array; InvalidRequest names what is wrong and how to fix it."""
     rows, cols = request.rows, request.columns
@@ -134,9 +151,10 @@ def parse_features(request: inference_service_pb2.PredictRequest, num_features: 
     if len(request.features) != want:
         raise InvalidRequest(f"features has {len(request.features)} bytes; {rows} rows x {cols} columns of "
                              f"float32 need exactly {want}")
-    x = np.frombuffer(request.features, dtype="<f4").reshape(rows, cols)  # (B, F), read-only view
-    finite = np.isfinite(x)
-    if not finite.all():
+    features = request.features
+    x = np.ndarray((rows, cols), dtype="<f4", buffer=features)  # (B, F), a read-only view
+    if not _all_finite(features, x):
+        finite = np.isfinite(x)
         r, c = (int(i) for i in np.argwhere(~finite)[0])
         raise InvalidRequest(f"features row {r} column {c} is {float(x[r, c])!r}: NaN and infinity are not accepted")
     return x
@@ -179,13 +197,13 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         runtime: Runtime = self._slot.get()
         live = runtime.live  # read once: the whole batch is answered by this version, whatever swaps meanwhile
         x = parse_features(request, runtime.info.num_features, runtime.config.max_predict_rows)
-        proba = live.predict(x)  # (B, C) float32
+        # Lists, not arrays: protobuf copies a list in one pass but walks a numpy array item by item.
+        probabilities, labels = live.predict(x)
         return inference_service_pb2.PredictResponse(
-            rows=proba.shape[0],
-            classes=proba.shape[1],
-            # Lists, not arrays: protobuf copies a list in one pass but walks a numpy array item by item.
-            probabilities=proba.ravel().tolist(),
-            labels=proba.argmax(axis=1).tolist(),  # the first maximum: ties go to the lower class index
+            rows=len(labels),
+            classes=runtime.info.num_classes,
+            probabilities=probabilities,
+            labels=labels,
             model_version=live.version,
             model_digest=live.digest,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -19,7 +20,8 @@ from forgetd.ledger import BadSignature, Head, InclusionProof, Ledger, verify_le
 from forgetd.ledger.proofs import ConsistencyProof
 from forgetd.server.daemon import MIB
 from forgetd.server.engine import Engine
-from forgetd.server.service import INTERNAL_MESSAGE
+from forgetd.server.errors import InvalidRequest
+from forgetd.server.service import INTERNAL_MESSAGE, SMALL_FEATURES, parse_features
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
 from conftest import RunningDaemon, running_daemon
@@ -150,6 +152,28 @@ def test_a_bad_predict_is_invalid_argument_naming_the_problem(store: Path, make,
         err = call_error(inference.Predict, make(f))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert want.format(f=f, g=f + 1) in err.details()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([(1, 7), (3, 5), (SMALL_FEATURES // 8, 8), (SMALL_FEATURES // 8 + 1, 8), (100, 30)]),
+    bad=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=3),
+    big=st.booleans(),
+)
+def test_parse_features_refuses_exactly_the_batches_with_a_non_finite_value(shape, bad, big) -> None:
+    # Both sides of the small-batch path; huge finite values must not overflow the check into a false refusal.
+    x = np.random.default_rng(len(bad)).normal(size=shape).astype("<f4")
+    if big:
+        x[:] = np.float32(3.4e38)
+    for where, value in bad:
+        x.flat[where % x.size] = value
+    request = ipb.PredictRequest(features=x.tobytes(), rows=shape[0], columns=shape[1])
+    if np.isfinite(x).all():
+        np.testing.assert_array_equal(parse_features(request, shape[1], 10**6), x)
+    else:
+        r, c = np.argwhere(~np.isfinite(x))[0]
+        with pytest.raises(InvalidRequest, match=f"features row {r} column {c} is "):
+            parse_features(request, shape[1], 10**6)
 
 
 def test_a_batch_above_grpcs_4_mib_default_is_served_up_to_the_configured_limit(store: Path) -> None:
