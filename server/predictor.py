@@ -145,7 +145,20 @@ class Predictor:
     @staticmethod
     def _logits_numpy(layers: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -> np.ndarray:
         """One shard's logits (B, C) float32; a fresh array, rows untouched."""
-        h, last = rows, len(layers) - 1
+        last = len(layers) - 1
+        if rows.shape[0] == 1:
+            # One row as a vector: np.dot goes straight to BLAS's gemv and the bias add and ReLU take numpy's
+            # contiguous fast path, where (1, n) arrays go through the generalised-ufunc and broadcasting
+            # iterators: 5.1 us against 6.2 us for this forward on a warm thread, ~9 against ~10.5 us on one
+            # that slept between calls (the daemon's case).
+            v = rows[0]
+            for i, (w, b) in enumerate(layers):
+                v = np.dot(v, w)  # (out,), a new array
+                v += b
+                if i < last:
+                    np.maximum(v, 0.0, out=v)
+            return v[None, :]
+        h = rows
         for i, (w, b) in enumerate(layers):
             h = h @ w  # (B, out), a new array: the in-place ops below touch only this call's memory
             h += b
