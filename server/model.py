@@ -77,6 +77,11 @@ class ModelSnapshot:
         self._params = params  # each (P,), private copies
 
     @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """Each shard's flat parameters (P,), on the snapshot's device. Shared, not copied: never write to them."""
+        return self._params
+
+    @property
     def num_features(self) -> int:
         return self.shape.num_features
 

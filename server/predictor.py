@@ -71,7 +71,7 @@ class Predictor:
         self.vote = snapshot.aggregation == "vote"
         # The engine's flat layout (server/model.py): per layer, weight (out, in) row-major, then bias (out,).
         self.shards: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-        for flat in snapshot._params:  # the snapshot's private (P,) tensors, never modified after publication
+        for flat in snapshot.params:  # shared, never modified after publication
             if flat.requires_grad:
                 raise ValueError("a published snapshot's parameters must not require grad")
             layers, offset = [], 0

@@ -25,7 +25,7 @@ def test_a_cuda_daemon_holds_the_model_on_the_gpu_and_predicts_there(store: Path
         model = inference.GetModel(ipb.GetModelRequest())
         live = running.runtime.live
         assert model.device.startswith("cuda")
-        assert all(p.device.type == "cuda" for p in live.snapshot._params)
+        assert all(p.device.type == "cuda" for p in live.snapshot.params)
         predictor = live.predict.__self__
         assert all(w.device.type == "cuda" for layers in predictor.shards for w, _ in layers)  # no CPU copy
         answer = inference.Predict(ipb.PredictRequest(features=x.tobytes(), rows=33, columns=model.num_features))
@@ -34,6 +34,6 @@ def test_a_cuda_daemon_holds_the_model_on_the_gpu_and_predicts_there(store: Path
         done = unlearning.Forget(upb.ForgetRequest(sample_ids=["synthetic:2"], strategy=common_pb2.STRATEGY_DPUS,
                                                    wait=True))
         assert done.result.model_version == 1
-        assert all(p.device.type == "cuda" for p in running.runtime.live.snapshot._params)
+        assert all(p.device.type == "cuda" for p in running.runtime.live.snapshot.params)
     with Engine.open(store, device="cpu") as engine:  # the digest is of the stored bytes, wherever they ran
         assert (engine.version, engine.digest()) == (1, done.result.model_digest)

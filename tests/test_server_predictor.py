@@ -62,14 +62,14 @@ def test_several_shards_aggregate_like_the_engine(tmp_path: Path, aggregation: s
 def test_the_numpy_forward_leaves_the_models_parameters_alone(trained_store: Path) -> None:
     with Engine.open(trained_store, device="cpu") as engine:
         snapshot = engine.snapshot()
-        before = [p.clone() for p in snapshot._params]
+        before = [p.clone() for p in snapshot.params]
         predictor = Predictor(snapshot)
         x = np.random.default_rng(1).normal(size=(64, engine.num_features)).astype(np.float32)
         kept = x.copy()
         first = predictor.predict_proba_numpy(x)
         np.testing.assert_array_equal(predictor.predict_proba_numpy(x), first)  # nothing accumulated in place
         np.testing.assert_array_equal(x, kept)
-        assert all(bool((a == b).all()) for a, b in zip(before, snapshot._params))
+        assert all(bool((a == b).all()) for a, b in zip(before, snapshot.params))
 
 
 def test_serving_pins_torch_and_blas_to_one_thread_and_restores_them() -> None:
