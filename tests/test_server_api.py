@@ -21,7 +21,7 @@ from forgetd.ledger.proofs import ConsistencyProof
 from forgetd.server.daemon import MIB
 from forgetd.server.engine import Engine
 from forgetd.server.errors import InvalidRequest
-from forgetd.server.service import INTERNAL_MESSAGE, SMALL_FEATURES, parse_features
+from forgetd.server.service import INTERNAL_MESSAGE, parse_features
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
 from conftest import RunningDaemon, running_daemon
@@ -156,12 +156,12 @@ def test_a_bad_predict_is_invalid_argument_naming_the_problem(store: Path, make,
 
 @settings(max_examples=300, deadline=None)
 @given(
-    shape=st.sampled_from([(1, 7), (3, 5), (SMALL_FEATURES // 8, 8), (SMALL_FEATURES // 8 + 1, 8), (100, 30)]),
+    shape=st.sampled_from([(1, 7), (3, 5), (32, 8), (100, 30)]),
     bad=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=3),
     big=st.booleans(),
 )
 def test_parse_features_refuses_exactly_the_batches_with_a_non_finite_value(shape, bad, big) -> None:
-    # Both sides of the small-batch path; huge finite values must not overflow the check into a false refusal.
+    # Huge finite values must not be refused; the first non-finite value in row-major order is the one named.
     x = np.random.default_rng(len(bad)).normal(size=shape).astype("<f4")
     if big:
         x[:] = np.float32(3.4e38)
