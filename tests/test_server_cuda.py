@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import torch
@@ -31,6 +32,11 @@ def test_a_cuda_daemon_holds_the_model_on_the_gpu_and_predicts_there(store: Path
         answer = inference.Predict(ipb.PredictRequest(features=x.tobytes(), rows=33, columns=model.num_features))
         on_gpu = np.array(answer.probabilities, np.float32).reshape(33, model.num_classes)
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-6)
+        x[5, 1] = np.inf
+        with pytest.raises(grpc.RpcError) as refused:
+            inference.Predict(ipb.PredictRequest(features=x.tobytes(), rows=33, columns=model.num_features))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "features row 5 column 1 is inf" in refused.value.details()
         done = unlearning.Forget(upb.ForgetRequest(sample_ids=["synthetic:2"], strategy=common_pb2.STRATEGY_DPUS,
                                                    wait=True))
         assert done.result.model_version == 1
