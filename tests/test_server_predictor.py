@@ -24,6 +24,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:Runtim
 FORWARDS = ["predict_proba", "predict_proba_numpy"]  # torch (what CUDA runs) and numpy (what the CPU runs)
 
 
+# answer() turns the forwards' _NotFinite into the InvalidRequest the client sees.
+REFUSAL: dict[str, type[Exception]] = {"answer": InvalidRequest, "predict_proba": _NotFinite}
+
+
 def wire(x: np.ndarray) -> tuple[bytes, int]:
     """x as PredictRequest carries it: (features, rows)."""
     return x.astype("<f4").tobytes(), x.shape[0]
@@ -111,23 +115,19 @@ def test_exactly_the_batches_with_a_non_finite_value_are_refused_naming_the_firs
     x = x.astype("<f4")
     for where, value in bad:
         x.flat[where % x.size] = value
-    predictor = Predictor(snapshot)
-    if forward == "predict_proba":  # the torch forward, what CUDA runs; answer() maps its _NotFinite the same way
-        call = predictor.predict_proba
-    else:
-        call = predictor.answer
+    call = getattr(Predictor(snapshot), forward)  # predict_proba: the torch forward, what CUDA runs
     if not np.isfinite(x).all():
         r, c = np.argwhere(~np.isfinite(x))[0]
-        with pytest.raises((InvalidRequest, _NotFinite)) as info:
+        with pytest.raises(REFUSAL[forward]) as info:
             call(*wire(x))
         if forward == "answer":
             assert f"features row {r} column {c} is {float(x[r, c])!r}: NaN and infinity" in str(info.value)
         else:
-            assert info.value.row == r
+            assert info.value.row == r  # type: ignore[attr-defined]
         return
     try:
         out = call(*wire(x))
-    except (InvalidRequest, _NotFinite) as refused:
+    except REFUSAL[forward] as refused:
         assert scale > 1, "only overflowing values may be refused"
         assert forward == "predict_proba" or "overflow the model" in str(refused)
         return
@@ -155,7 +155,7 @@ def test_an_infinity_that_every_relu_would_hide_is_still_refused(snapshots: dict
     x[rows - 1, 0] = np.inf
     h = np.maximum(x[:, :] @ w.numpy().T + flat[fan_in * fan_out : fan_in * fan_out + fan_out].numpy(), 0)
     assert np.isfinite(h).all()  # the premise: the first ReLU hides it
-    with pytest.raises((InvalidRequest, _NotFinite)) as info:
+    with pytest.raises(REFUSAL[forward]) as info:
         getattr(Predictor(snapshot), forward)(*wire(x))
     if forward == "answer":
         assert f"features row {rows - 1} column 0 is inf" in str(info.value)
