@@ -137,7 +137,7 @@ class Predictor:
         if self.on_gpu:  # .to() costs tens of microseconds even when it has nothing to move
             h0 = h0.to(self.device)
         out: torch.Tensor | None = None
-        ok: torch.Tensor | None = None  # per row: every shard's logits finite (one transfer at the end)
+        ok: torch.Tensor | None = None  # per row: every shard's logits finite
         for layers in self.shards:
             h = h0
             for i, (w, b) in enumerate(layers):
@@ -151,10 +151,12 @@ class Predictor:
         assert out is not None and ok is not None
         if len(self.shards) > 1:
             out.div_(len(self.shards))
-        good = ok.cpu().numpy()
+        # One device-to-host copy, not two: each is a sync on CUDA. The last column is the finiteness flag.
+        both = torch.cat((out, ok.unsqueeze(1).to(out.dtype)), dim=1).cpu().numpy()
+        good = both[:, -1]
         if not good.all():
             raise _NotFinite(int(np.argmin(good)))
-        return out.cpu().numpy()
+        return both[:, :-1]
 
     def predict_proba_numpy(self, features: bytes, rows: int) -> np.ndarray:
         """The same on the CPU with numpy and the augmented matrices (the snapshot must live on the CPU)."""
