@@ -8,16 +8,14 @@ integers only) rejects them: the learning rate travels as its shortest decimal s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from .errors import InvalidConfig
+from forgetd.server.errors import InvalidConfig
+from forgetd.server.vocabulary import AGGREGATIONS, DEFAULT_STRATEGIES, DEVICES, STRATEGIES, check_device
 
-__all__ = ["EngineConfig", "STRATEGIES", "DEFAULT_STRATEGIES", "AGGREGATIONS", "DEVICES"]
+__all__ = ["EngineConfig", "ServerConfig", "MIB", "DEFAULT_LISTEN", "STRATEGIES", "DEFAULT_STRATEGIES", "AGGREGATIONS", "DEVICES"]
 
-STRATEGIES = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
-DEFAULT_STRATEGIES = ("hs", "ohs")  # what "auto" may stand for
-AGGREGATIONS = ("mean", "vote")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ class EngineConfig:
             )
         if self.aggregation not in AGGREGATIONS:
             raise InvalidConfig(f"aggregation is {self.aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise InvalidConfig(f"device is {self.device!r}; choose auto, cpu, cuda or cuda:N")
+        check_device(self.device)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict with no floats: the learning rate becomes its shortest decimal string."""
@@ -97,3 +94,57 @@ class EngineConfig:
         if "hidden_sizes" in values:
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
+
+
+MIB = 1024 * 1024
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    store: Path  # a trained store (`forgetd train`); the ledger and the head key live inside it
+    listen: str = DEFAULT_LISTEN  # HOST:PORT; port 0 picks a free port (create_server returns it)
+    device: str = "auto"  # auto = cuda when present; the live parameters stay on this device
+    token: str | None = None  # bearer token required for Forget; None = no auth (local use only)
+    tls_cert: Path | None = None  # PEM server certificate chain; with tls_key, the port speaks TLS only
+    tls_key: Path | None = None  # PEM private key of tls_cert
+    tls_client_ca: Path | None = None  # PEM CA bundle; set = mTLS, clients must present a certificate it signed
+    max_forget_ids: int = 10_000  # sample ids one Forget may name
+    max_predict_rows: int = 65_536  # rows one Predict may carry
+    max_message_bytes: int = 64 * MIB  # gRPC message limit both ways (gRPC's default is 4 MiB)
+    max_batch_requests: int = 256  # Forget requests the worker coalesces into one engine call
+    grace_seconds: float = 30.0  # on shutdown, how long calls in flight (a waited Forget) may take to finish
+    threads: int = 16  # gRPC handler threads; a waited Forget holds one until applied
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "store", Path(self.store))
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidConfig(f"listen address {self.listen!r} is not HOST:PORT; use e.g. 127.0.0.1:50051 "
+                                "(port 0 picks a free one)")
+        check_device(self.device)
+        if self.token is not None and (not self.token or not self.token.isprintable()
+                                       or any(c.isspace() for c in self.token)):
+            raise InvalidConfig("the token is empty or has whitespace or control characters; put one printable "
+                                "word in the token file")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidConfig("TLS needs both --tls-cert and --tls-key; give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidConfig("--tls-client-ca (mTLS) needs TLS: give --tls-cert and --tls-key too")
+        for name in ("max_forget_ids", "max_predict_rows", "max_batch_requests", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidConfig(f"{name} is {value!r}; give a whole number of at least 1")
+        if not isinstance(self.max_message_bytes, int) or self.max_message_bytes < 4 * MIB:
+            raise InvalidConfig(f"max_message_bytes is {self.max_message_bytes!r}; give at least {4 * MIB} "
+                                "(gRPC's own default, 4 MiB)")
+        if not self.grace_seconds >= 0:
+            raise InvalidConfig(f"grace_seconds is {self.grace_seconds!r}; give 0 or more seconds")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None

@@ -1,6 +1,6 @@
 """Replay: re-execute the ledger's forget.applied batches on a scratch copy of an audit vault, comparing digests.
 
-The auditor (forgetd.client.audit) reads and checks the ledger itself and hands this module only what to
+The auditor (forgetd.client.audit.auditor) reads and checks the ledger itself and hands this module only what to
 run: for each batch, the strategy it asked for, its subjects' refs in the order the engine was given them,
 and the outcome and digests the ledger recorded. Raw ids are recovered here from the vault's own rows (the
 HMAC of every id under the deployment key), so the ledger never needs to hold one.
@@ -26,9 +26,9 @@ import numpy as np
 
 from forgetd.ledger import subject_ref
 
-from .errors import ForgetdError
-from .store import Manifest
-from .vault import RECORD, ROWS, copy_rows, link_or_copy, sha256_file, sweep_stale
+from forgetd.server.errors import ForgetdError
+from forgetd.server.store.layout import Manifest
+from forgetd.server.store.vault import RECORD, ROWS, copy_rows, link_or_copy, sha256_file, sweep_stale
 
 __all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
 
@@ -141,8 +141,8 @@ def replay(
     `live_store`, when given, is compared with the final state within `tolerance` if any batch could not be
     compared bitwise. `on_step(n)` is called after each batch (a progress bar).
     """
-    from .engine import Engine  # torch
-    from .training import deterministic
+    from forgetd.server.engine.engine import Engine  # torch
+    from forgetd.server.engine.training import deterministic
 
     # torch imports its compiler stack the first time deterministic mode is switched on (seconds on a small
     # CPU). The daemon pays that once at start, outside every apply time it records (worker._run); so does
@@ -277,8 +277,8 @@ def store_predictions(store: Path, rows: int = 32) -> tuple[np.ndarray, np.ndarr
 
     import torch
 
-    from .config import EngineConfig
-    from .model import MLPShape, ModelSnapshot
+    from forgetd.server.config import EngineConfig
+    from forgetd.server.engine.model import MLPShape, ModelSnapshot
 
     meta = json.loads((store / "store.json").read_text())
     config = EngineConfig.from_json_dict(meta["config"])

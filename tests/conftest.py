@@ -1,45 +1,15 @@
-"""Shared fixtures: a small trained store, running daemons (in-process and as a subprocess), health waits.
-
-Every daemon listens on port 0 and is waited on through grpc.health.v1 (a Watch stream that returns as
-soon as the server says SERVING), never with a sleep.
-"""
+"""The suite's fixtures; the helpers they use live in helpers.py (tests import those from there)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-REPO = Path(__file__).resolve().parent.parent
-
-# Small enough to train in about a second on one core: 300 rows, 4 slices, 1 epoch, a narrow MLP. Slice
-# sizes are ~75 rows, so with the default budget the last slice forms the retrain region (m = 1) and every
-# strategy has work on both regions.
-SMALL_ROWS = 300
-SMALL_CONFIG = dict(slices=4, epochs=1, hidden_sizes=(16, 16), batch_size=32, seed=0)
-
-
-def train_small_store(path: Path, *, rows: int = SMALL_ROWS, **overrides: Any) -> Path:
-    from forgetd.server.config import EngineConfig
-    from forgetd.server.data import load_dataset
-    from forgetd.server.engine import Engine
-
-    config = EngineConfig(**{**SMALL_CONFIG, "device": "cpu", **overrides})
-    Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
-    return path
+from helpers import DaemonProcess, Pki, RunningDaemon, make_pki, running_daemon, spawn_daemon, train_small_store
 
 
 @pytest.fixture(scope="session")
@@ -56,126 +26,11 @@ def store(trained_store: Path, tmp_path: Path) -> Path:
     return dest
 
 
-# ------------------------------------------------------------------------------------------------ health
-
-
-def wait_serving(channel: grpc.Channel, timeout: float = 60.0) -> None:
-    """Blocks until the server's overall health is SERVING (a Watch stream: no polling, no sleeps)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    stream = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=True)
-    try:
-        for update in stream:
-            if update.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-    finally:
-        stream.cancel()
-    raise AssertionError("the health stream ended before the server said SERVING")
-
-
-# ------------------------------------------------------------------------------------------------ in-process
-
-
-@dataclass
-class RunningDaemon:
-    daemon: Any  # forgetd.server.daemon.Daemon
-    address: str
-    store: Path
-    channel: grpc.Channel
-
-    @property
-    def runtime(self) -> Any:
-        return self.daemon.runtime
-
-    def stubs(self) -> tuple[Any, Any]:
-        from forgetd.v1 import inference_service_pb2_grpc, unlearning_service_pb2_grpc
-
-        return (inference_service_pb2_grpc.InferenceServiceStub(self.channel),
-                unlearning_service_pb2_grpc.UnlearningServiceStub(self.channel))
-
-
-@contextlib.contextmanager
-def running_daemon(store: Path, *, channel_credentials: grpc.ChannelCredentials | None = None,
-                   channel_options: list[tuple[str, Any]] | None = None, **config: Any) -> Iterator[RunningDaemon]:
-    """An in-process daemon on port 0 serving `store`, stopped (with grace) on exit."""
-    from forgetd.server.daemon import ServerConfig, create_server
-
-    daemon, port = create_server(ServerConfig(store=store, listen="127.0.0.1:0", **config))
-    daemon.start()  # returns once loaded; health is checked below the way a client would
-    target = f"localhost:{port}" if channel_credentials is not None else f"127.0.0.1:{port}"
-    channel = (grpc.secure_channel(target, channel_credentials, options=channel_options or [])
-               if channel_credentials is not None else grpc.insecure_channel(target, options=channel_options or []))
-    try:
-        wait_serving(channel)
-        yield RunningDaemon(daemon, f"127.0.0.1:{port}", store, channel)
-    finally:
-        channel.close()
-        daemon.stop(grace=5.0)
-
-
 @pytest.fixture
 def daemon(store: Path) -> Iterator[RunningDaemon]:
     """A daemon serving a fresh copy of the small store, no auth, no TLS."""
     with running_daemon(store) as running:
         yield running
-
-
-# ------------------------------------------------------------------------------------------------ subprocess
-
-
-_LISTENING = re.compile(r"listening on (\S+:\d+)")
-
-
-@dataclass
-class DaemonProcess:
-    """`forgetd serve` in a subprocess. Its stderr is collected (and searched for the bound address)."""
-
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-    address: str = ""
-    _bound: threading.Event = field(default_factory=threading.Event)
-
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            m = _LISTENING.search(line)
-            if m and not self._bound.is_set():
-                self.address = m.group(1)
-                self._bound.set()
-        self._bound.set()  # exited: wake the waiter, which then sees no address
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_serving(self, timeout: float = 120.0) -> str:
-        if not self._bound.wait(timeout) or not self.address:
-            raise AssertionError(f"forgetd serve did not bind (exit {self.proc.poll()}):\n{self.log}")
-        with grpc.insecure_channel(self.address) as channel:
-            wait_serving(channel, timeout)
-        return self.address
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def wait(self, timeout: float = 120.0) -> int:
-        return self.proc.wait(timeout)
-
-
-def spawn_daemon(store: Path | None, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
-    """Starts `forgetd serve --store STORE --listen 127.0.0.1:0 ARGS...`; call .wait_serving() next."""
-    cmd = [sys.executable, "-m", "forgetd.client.cli", "serve", "--listen", "127.0.0.1:0", *args]
-    if store is not None:
-        cmd += ["--store", str(store)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})}, cwd=REPO)
-    running = DaemonProcess(proc)
-    threading.Thread(target=running._pump, name="daemon-stderr", daemon=True).start()
-    return running
 
 
 @pytest.fixture
@@ -193,3 +48,9 @@ def daemon_process() -> Iterator[Callable[..., DaemonProcess]]:
         if running.proc.poll() is None:
             running.proc.send_signal(signal.SIGKILL)
             running.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA, a server certificate for localhost, a client certificate from the CA and a rogue one."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

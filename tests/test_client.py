@@ -27,7 +27,7 @@ from forgetd.client import (
 )
 from forgetd.ledger.merkle import hash_leaf, verify_inclusion_proof
 
-from conftest import RunningDaemon, running_daemon
+from helpers import RunningDaemon, running_daemon
 
 TOKEN = "client-test-token"
 
@@ -222,7 +222,7 @@ def test_a_stopped_daemon_is_the_typed_unavailable(store: Path) -> None:
 
 
 def test_a_forget_retried_through_unavailable_is_applied_once(store: Path) -> None:
-    from forgetd.server.daemon import ServerConfig, create_server
+    from forgetd.server import ServerConfig, create_server
 
     with socket.socket() as s:  # a port nobody listens on yet
         s.bind(("127.0.0.1", 0))

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from forgetd.client.cli import main
+from forgetd.client.cli.main import main
 
-from conftest import RunningDaemon, running_daemon
-from test_server_auth import Pki, pki  # noqa: F401  (the certificates made for the server's TLS tests)
+from helpers import RunningDaemon, running_daemon
+from helpers import Pki
 
 COMMANDS = ("predict", "forget", "status", "model")
 

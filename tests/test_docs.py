@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from forgetd.client.cli import main
+from forgetd.client.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

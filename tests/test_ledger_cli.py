@@ -166,7 +166,7 @@ def test_bench_smoke(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_the_forgetd_entry_point_wires_the_group(runner: CliRunner, path: Path) -> None:
-    from forgetd.client.cli import main
+    from forgetd.client.cli.main import main
 
     result = runner.invoke(main, ["ledger", "head", str(path)])
     assert result.exit_code == 0 and result.output == _head(path).to_hex() + "\n"

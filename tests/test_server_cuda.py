@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from forgetd.server.engine import Engine
+from forgetd.server.engine.engine import Engine
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
-from conftest import running_daemon
+from helpers import running_daemon
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -1,0 +1,152 @@
+"""Reading a model store the way an auditor must: read-only, without numpy or torch, with the auditor's code.
+
+Digests recomputed here follow the encodings the server documents (forgetd.server.engine.engine for parameter
+digests, RowStore.digest for rows) but share no code with it, so a bug on one side shows as a mismatch.
+Every reader raises StoreUnreadable with the file and the reason; the auditor turns that into a finding.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sqlite3
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROWS_FORMAT = "forgetd.rowstore.v1"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+class StoreUnreadable(Exception):
+    """A store file is missing or malformed; the message names it."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise StoreUnreadable(f"{path}: cannot read it ({exc.strerror})") from None
+    return h.hexdigest()
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise StoreUnreadable(f"{path}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise StoreUnreadable(f"{path}: not JSON ({exc})") from None
+
+
+def npy_last_row(path: Path) -> bytes:
+    """The last row of a 2-D little-endian float32 .npy file, as its raw bytes (a shard's live parameters)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(10)
+            if len(head) < 10 or head[:6] != _NPY_MAGIC:
+                raise StoreUnreadable(f"{path}: not a .npy file")
+            major = head[6]
+            if major == 1:
+                header_len = struct.unpack("<H", head[8:10])[0]
+                offset = 10
+            else:
+                f.seek(0)
+                head = f.read(12)
+                header_len = struct.unpack("<I", head[8:12])[0]
+                offset = 12
+            f.seek(offset)
+            header = ast.literal_eval(f.read(header_len).decode("latin1"))
+            shape = tuple(header["shape"])
+            if header["descr"] != "<f4" or header["fortran_order"] or len(shape) != 2:
+                raise StoreUnreadable(f"{path}: expected a 2-D C-order <f4 array, got {header}")
+            rows, cols = shape
+            f.seek(offset + header_len + (rows - 1) * cols * 4)
+            data = f.read(cols * 4)
+    except OSError as exc:
+        raise StoreUnreadable(f"{path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise StoreUnreadable(f"{path}: malformed .npy header ({exc})") from None
+    if len(data) != cols * 4:
+        raise StoreUnreadable(f"{path}: truncated: {len(data)} bytes of the last row, expected {cols * 4}")
+    return data
+
+
+def live_parameters(root: Path) -> tuple[int, str, tuple[str, ...]]:
+    """(version, model digest, shard digests) of the store's live parameters, from CURRENT.json's files."""
+    manifest = read_json(root / "CURRENT.json")
+    try:
+        files = manifest["files"]
+        version = int(manifest["version"])
+        shards = sorted(int(k[5:].split(".")[0]) for k in files if k.startswith("shard") and k.endswith(".params"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreUnreadable(f"{root / 'CURRENT.json'}: malformed manifest ({exc})") from None
+    if shards != list(range(len(shards))) or not shards:
+        raise StoreUnreadable(f"{root / 'CURRENT.json'}: shard parameter files {shards} are not 0..K-1")
+    model = hashlib.sha256()
+    digests = []
+    for k in shards:
+        name = files[f"shard{k}.params"]
+        if not isinstance(name, str) or "/" in name:
+            raise StoreUnreadable(f"{root / 'CURRENT.json'}: shard{k}.params names {name!r}, not a file in artifacts/")
+        live = npy_last_row(root / "artifacts" / name)
+        model.update(live)
+        digests.append(hashlib.sha256(live).hexdigest())
+    return version, model.hexdigest(), tuple(digests)
+
+
+def _connect(path: Path, *, immutable: bool) -> sqlite3.Connection:
+    if not path.is_file():
+        raise StoreUnreadable(f"{path}: no such file")
+    # A vault never changes: immutable=1 reads it without creating -wal/-shm files beside it. The live rows
+    # may be written by a running daemon: read-only mode still takes SQLite's locks.
+    mode = "immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?{mode}", uri=True)
+
+
+def iter_rows(path: Path, *, immutable: bool = False) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(ord, id, y, x) of every row, in insertion order. Values are as stored: check their types."""
+    try:
+        conn = _connect(path, immutable=immutable)
+        try:
+            yield from conn.execute("SELECT ord, id, y, x FROM rows ORDER BY ord")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnreadable(f"{path}: not a readable row store ({exc})") from None
+
+
+def rows_digest(path: Path, *, immutable: bool = False) -> tuple[str, int]:
+    """(digest, row count) of a row store, as RowStore.digest documents it (recomputed independently)."""
+    try:
+        conn = _connect(path, immutable=immutable)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            rows = conn.execute("SELECT id, y, x FROM rows ORDER BY ord").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnreadable(f"{path}: not a readable row store ({exc})") from None
+    if meta.get("format") != ROWS_FORMAT:
+        raise StoreUnreadable(f"{path}: row store format {meta.get('format')!r}, expected {ROWS_FORMAT!r}")
+    features = int(meta["num_features"])
+    h = hashlib.sha256(ROWS_FORMAT.encode() + b"\0")
+    h.update(features.to_bytes(8, "big"))
+    h.update(struct.pack(">Q", len(rows)))
+    for sid, _y, x in rows:
+        if not isinstance(sid, str) or not isinstance(x, bytes) or len(x) != 4 * features:
+            raise StoreUnreadable(f"{path}: a malformed row (id {sid!r})")
+        b = sid.encode("utf-8")
+        h.update(struct.pack(">I", len(b)))
+        h.update(b)
+    for _sid, _y, x in rows:
+        h.update(x)
+    for _sid, y, _x in rows:
+        h.update(struct.pack("<q", int(y)))
+    return h.hexdigest(), len(rows)

@@ -1,0 +1,1 @@
+"""The server's commands (`forgetd train`, `forgetd serve`), wired in by client/cli's command table."""

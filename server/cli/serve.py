@@ -1,0 +1,107 @@
+"""`forgetd serve`: build a ServerConfig from flags, run the daemon until SIGTERM or SIGINT, exit 0."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from forgetd.server.config import DEFAULT_LISTEN, MIB, ServerConfig
+from forgetd.server.daemon.server import create_server
+from forgetd.ledger import LedgerError
+
+from forgetd.server.errors import ForgetdError
+from forgetd.server.runtime.events import MalformedEvent
+
+log = logging.getLogger("forgetd.server")
+
+# The built-in demo: small enough to train in a few seconds on a laptop CPU, large enough to show every
+# strategy (10 slices, so both the update and the retrain regions are populated).
+DEMO_ROWS = 2000
+DEMO_SLICES = 10
+DEMO_EPOCHS = 3
+
+
+def default_demo_store() -> Path:
+    """Where `forgetd serve` without --store keeps its demo model: $XDG_DATA_HOME/forgetd/demo."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "forgetd" / "demo"
+
+
+def ensure_demo_store(path: Path) -> Path:
+    """Trains the synthetic demo model into `path` unless a complete store is already there."""
+    from forgetd.server.config import EngineConfig
+    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.engine.engine import Engine
+    from forgetd.server.errors import StoreError
+
+    try:
+        Engine.open(path, device="cpu").close()  # opens only if complete (training renames into place)
+        log.info("using the demo store at %s", path)
+        return path
+    except StoreError:
+        if path.exists() and any(path.iterdir()):
+            raise
+    log.info("training the built-in demo model into %s (a few seconds)", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("synthetic", n=DEMO_ROWS, seed=0)
+    Engine.train(data, EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS), path).close()
+    return path
+
+
+def _read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    token = path.read_text().strip()
+    if not token:
+        raise click.ClickException(f"{path} is empty; put the bearer token on its first line")
+    return token
+
+
+@click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path),
+              help="A trained store (forgetd train). Default: train and serve the built-in demo model.")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT; port 0 picks a free one.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the live model is held and Predict runs; auto = cuda when present.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File with the bearer token that Forget requires.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM certificate chain.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key.")
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM CA bundle: require client certificates it signed (mTLS).")
+@click.option("--max-forget-ids", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Sample ids one Forget may name.")
+@click.option("--max-predict-rows", type=click.IntRange(min=1), default=65_536, show_default=True,
+              help="Rows one Predict may carry.")
+@click.option("--max-message-mib", type=click.IntRange(min=4), default=64, show_default=True,
+              help="gRPC message size limit in MiB (gRPC's default is 4).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+def serve(store: Path | None, listen: str, device: str, token_file: Path | None, tls_cert: Path | None,
+          tls_key: Path | None, tls_client_ca: Path | None, max_forget_ids: int, max_predict_rows: int,
+          max_message_mib: int, log_level: str) -> None:
+    """Serve a model store over gRPC until SIGTERM or SIGINT (then finish the forget in progress, exit 0)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s forgetd %(levelname)s %(message)s")
+    try:
+        config = ServerConfig(
+            store=store or ensure_demo_store(default_demo_store()), listen=listen, device=device,
+            token=_read_token(token_file), tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+            max_forget_ids=max_forget_ids, max_predict_rows=max_predict_rows,
+            max_message_bytes=max_message_mib * MIB,
+        )  # fmt: skip
+        daemon, _ = create_server(config)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        # Printed whatever the log level: scripts and tests read the bound address (port 0) from it.
+        click.echo(f"forgetd: listening on {daemon.address}; loading {config.store}", err=True)
+        daemon.start()
+    except (ForgetdError, LedgerError, MalformedEvent) as exc:
+        raise click.ClickException(str(exc)) from exc
+    while not stop.wait(1.0):  # a timed wait, so the signal handler runs promptly on every platform
+        pass
+    daemon.stop()

@@ -1,0 +1,86 @@
+"""`forgetd train`: load a data set, train a store for forgetting, print what it cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from forgetd.server.errors import ForgetdError
+
+_KINDS_HELP = "adult:DIR, csv:PATH, npz:PATH or synthetic"
+
+
+def _parse_data(spec: str) -> tuple[str, str | None]:
+    kind, _, path = spec.partition(":")
+    if kind == "synthetic" and not path:
+        return kind, None
+    if kind in ("adult", "csv", "npz") and path:
+        return kind, path
+    raise click.BadParameter(f"{spec!r}; give {_KINDS_HELP}", param_hint="--data")
+
+
+def _parse_hidden(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}; give widths separated by commas, e.g. 128,128", param_hint="--hidden") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", "data_spec", required=True, help=f"Training data: {_KINDS_HELP}.")
+@click.option("--store", "store_dir", required=True, type=click.Path(file_okay=False), help="New store directory.")
+@click.option("--shards", type=int, help="Shards K (default 1).")
+@click.option("--slices", type=int, help="Slices S per shard (default 10).")
+@click.option("--epochs", type=int, help="Epochs E per step (default 5).")
+@click.option("--batch-size", type=int, help="Batch size (default 128).")
+@click.option("--learning-rate", type=float, help="Adam learning rate (default 0.005).")
+@click.option("--hidden", help="Hidden layer widths, e.g. 128,128 (the default).")
+@click.option("--budget", type=int, help="Samples a forget may read when retraining; sets m (default: half a full retrain).")
+@click.option("--seed", type=int, help="Training seed (default 0).")
+@click.option("--strategy", "default_strategy", type=click.Choice(["hs", "ohs"]), help="What 'auto' means (default hs).")
+@click.option("--aggregation", type=click.Choice(["mean", "vote"]), help="How shards combine (default mean).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto).")
+@click.option("--rows", type=int, default=2000, show_default=True, help="Rows of the synthetic data set.")
+@click.option("--id-column", help="CSV: the column holding sample ids.")
+@click.option("--label-column", help="CSV: the column holding labels.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(data_spec: str, store_dir: str, rows: int, id_column: str | None, label_column: str | None,
+          hidden: str | None, quiet: bool, **settings: Any) -> None:
+    """Train a model store for forgetting (SISA slices, recorded increments, threshold m)."""
+    from tqdm import tqdm
+
+    from forgetd.server.config import EngineConfig
+    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.engine.engine import Engine
+
+    kind, path = _parse_data(data_spec)
+    options: dict[str, Any] = {"n": rows} if kind == "synthetic" else {}
+    if kind == "csv":
+        options = {"id_column": id_column, "label_column": label_column}
+    settings["hidden_sizes"] = _parse_hidden(hidden)
+    try:
+        config = EngineConfig(**{k: v for k, v in settings.items() if v is not None})
+        dataset = load_dataset(kind, path, **options)
+        with tqdm(total=0, unit="batch", disable=quiet, desc="training") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            engine = Engine.train(dataset, config, store_dir, progress=progress)
+        with engine:
+            click.echo(
+                f"store        {engine.store_dir}\n"
+                f"data         {dataset.name}: {len(dataset.train_ids)} train, {len(dataset.test_ids)} test rows\n"
+                f"model        K={config.shards} S={config.slices} E={config.epochs} on {engine.device}, "
+                f"digest {engine.digest()[:16]}\n"
+                f"time         {engine.train_seconds:.1f} s\n"
+                f"accuracy     {engine.evaluate():.4f} test, {engine.training_accuracy:.4f} train\n"
+                f"threshold    m={engine.m} (budget {engine.budget} samples read): slices "
+                f"{config.slices - engine.m + 1}..{config.slices} retrain, 1..{config.slices - engine.m} update\n"
+                f"increments   {engine.increments_bytes} bytes ({engine.increments_bytes / 2**20:.1f} MiB)"
+            )
+    except ForgetdError as exc:
+        raise click.ClickException(str(exc)) from exc

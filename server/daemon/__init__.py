@@ -1,0 +1,1 @@
+"""The daemon's lifecycle: the gRPC server, health, reflection, auth and TLS (`create_server`)."""

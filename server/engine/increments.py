@@ -1,0 +1,113 @@
+"""Recorded parameter increments Delta_t of the update region, and the index from samples to optimizer steps.
+
+Per shard, step s in 1..S-m has one .npy file of shape (E * batches(s), P) float32, row = optimizer step t
+minus the step's first t; it is opened memory-mapped (the files are the largest thing in the store and
+nothing but DPUS reads them). The index (CSR, immutable) lists for each member the optimizer steps of
+*all* steps whose planned batch held it: t < recorded_end are recorded, the others are the residue a DPUS
+leaves behind.
+
+Sums run in float64, sequentially in ascending t, and are applied as (theta.f64 - sum).f32: one documented
+order, so the audit's replay and the tests get the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from forgetd.server.errors import StoreError
+from forgetd.server.engine.training import ShardLayout, build_index, step_offsets
+
+__all__ = ["ShardIndex", "ShardIncrements", "subtract"]
+
+
+class ShardIndex:
+    """member (local index) -> ascending optimizer steps whose planned batch held it."""
+
+    def __init__(self, indptr: np.ndarray, steps: np.ndarray) -> None:
+        self.indptr = indptr
+        self.steps = steps
+
+    @classmethod
+    def build(cls, layout: ShardLayout, seed: int, shard: int, epochs: int, batch_size: int) -> ShardIndex:
+        return cls(*build_index(layout, seed, shard, epochs, batch_size))
+
+    def save(self, path: Path) -> None:
+        import os
+
+        with open(path, "xb") as f:
+            np.savez(f, indptr=self.indptr, steps=self.steps)
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def load(cls, path: Path) -> ShardIndex:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["indptr"], z["steps"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise StoreError(f"{path}: unreadable index ({exc}); the store is damaged") from None
+
+    def steps_of(self, members: Iterable[int]) -> np.ndarray:
+        """Union of the optimizer steps that held any of `members`, ascending, each once."""
+        parts = [self.steps[self.indptr[j] : self.indptr[j + 1]] for j in members]
+        if not parts:
+            return np.zeros(0, np.int64)
+        return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+class ShardIncrements:
+    """The recorded increments of one shard: steps 1..record_upto, memory-mapped on demand."""
+
+    def __init__(self, layout: ShardLayout, epochs: int, batch_size: int, record_upto: int) -> None:
+        self.offsets = step_offsets(layout, epochs, batch_size)  # (S+2,)
+        self.record_upto = record_upto
+        self.recorded_end = int(self.offsets[record_upto + 1])  # t < recorded_end was recorded
+        self._maps: dict[int, np.ndarray] = {}
+
+    def attach(self, s: int, path: Path) -> None:
+        """Use `path` (an .npy file) as step s's increments from now on."""
+        try:
+            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: unreadable increments ({exc}); the store is damaged") from None
+        rows = int(self.offsets[s + 1] - self.offsets[s])
+        if mm.ndim != 2 or mm.shape[0] != rows:
+            raise StoreError(f"{path}: increments of shape {mm.shape}, expected {rows} rows; the store is damaged")
+        self._maps[s] = mm
+
+    def step_of(self, t: int) -> int:
+        """The step s (1-based) that optimizer step t belongs to."""
+        return int(np.searchsorted(self.offsets, t, side="right")) - 1
+
+    def row(self, t: int) -> np.ndarray:
+        s = self.step_of(t)
+        return self._maps[s][t - int(self.offsets[s])]
+
+    def cumulative(self, ts: np.ndarray, num_params: int) -> dict[int, np.ndarray]:
+        """For recorded steps `ts` (ascending, each once): s -> sum of Delta_t over ts with t in steps <= s
+        (float64), for every s from the first affected step to S. Steps past S-m repeat the total."""
+        out: dict[int, np.ndarray] = {}
+        if len(ts) == 0:
+            return out
+        acc = np.zeros(num_params, dtype=np.float64)
+        first = self.step_of(int(ts[0]))
+        slices = len(self.offsets) - 2
+        i = 0
+        for s in range(first, slices + 1):
+            end = int(self.offsets[s + 1])
+            while i < len(ts) and ts[i] < end:
+                acc += self.row(int(ts[i]))
+                i += 1
+            out[s] = acc.copy()
+        return out
+
+    def release(self) -> None:
+        self._maps.clear()
+
+
+def subtract(theta: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """(theta.f64 - delta).f32: the one rounding rule every DPUS subtraction uses."""
+    return (theta.astype(np.float64) - delta).astype(np.float32)

@@ -1,0 +1,287 @@
+"""Sliced training (the paper's Algorithm 1 as ../shared/UNLEARNING.md defines it) and its cost model.
+
+Everything random is derived, never drawn in sequence: the shard of a sample is a keyed hash of its id, the
+slice order of a shard, its initial parameters and the batch plan of every (shard, step, epoch) each come
+from a seed hashed out of the training seed and those numbers. So any step can be re-run on its own and a
+retrain from checkpoint i-1 reproduces exactly what training from scratch would do without the forgotten
+samples: the same permutations, the same batches minus those samples ("shrink, don't re-pack"), the same
+deterministic kernels.
+
+Numbering: steps s = 1..S (step s trains on slices 1..s for E epochs); optimizer steps t are numbered per
+shard from 0 in training order over all steps, epochs and batches, counting every planned batch even when
+forgetting has emptied it (an empty batch is skipped, so its increment is zero).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+# cuBLAS needs this before its first use to run deterministically on CUDA.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from forgetd.server.engine.model import MLPShape, forward  # noqa: E402
+
+__all__ = [
+    "TRAIN_THREADS",
+    "derive_seed",
+    "assign_shards",
+    "ShardLayout",
+    "make_layout",
+    "cost",
+    "threshold",
+    "default_budget",
+    "epoch_order",
+    "build_index",
+    "OptState",
+    "run_steps",
+    "deterministic",
+]
+
+# Fixed, so CPU results never depend on the machine's core count (BLAS reductions split by thread).
+TRAIN_THREADS = 1
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """A 63-bit seed for one purpose, e.g. derive_seed(seed, "batches", shard, step, epoch)."""
+    text = ":".join(["forgetd.seed.v1", str(seed), *map(str, labels)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def assign_shards(ids: Sequence[str], shards: int, seed: int) -> np.ndarray:
+    """Shard of each id: HMAC-SHA256 keyed by the seed, mod K. Stable across processes and machines."""
+    key = hashlib.sha256(f"forgetd.shard-key.v1:{seed}".encode()).digest()
+    out = np.empty(len(ids), dtype=np.int64)
+    for i, sid in enumerate(ids):
+        h = hmac.digest(key, sid.encode("utf-8"), "sha256")
+        out[i] = int.from_bytes(h[:8], "big") % shards
+    return out
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """One shard's members in slice order. Slice j (1-based) is members[bounds[j-1]:bounds[j]], so the data
+    of step s (slices 1..s) is the prefix members[:bounds[s]]: cumulative training is a growing prefix."""
+
+    members: np.ndarray  # (n_k,) int64 row positions in the training split
+    bounds: np.ndarray  # (S+1,) int64, bounds[0] = 0, bounds[S] = n_k
+
+    @property
+    def slices(self) -> int:
+        return len(self.bounds) - 1
+
+    def step_size(self, s: int) -> int:
+        return int(self.bounds[s])
+
+    def slice_of(self, local: int) -> int:
+        """1-based slice of the member at local index `local`."""
+        return int(np.searchsorted(self.bounds, local, side="right"))
+
+
+def make_layout(ids: Sequence[str], shards: int, slices: int, seed: int) -> list[ShardLayout]:
+    """Keyed-hash shards, then a seeded permutation of each shard cut into S near-equal slices."""
+    owner = assign_shards(ids, shards, seed)
+    layouts = []
+    for k in range(shards):
+        rows = np.flatnonzero(owner == k)
+        rng = np.random.Generator(np.random.PCG64(derive_seed(seed, "slices", k)))
+        members = rows[rng.permutation(len(rows))]
+        sizes = [len(a) for a in np.array_split(np.arange(len(rows)), slices)]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        layouts.append(ShardLayout(members=members.astype(np.int64), bounds=bounds))
+    return layouts
+
+
+def cost(step_sizes: Sequence[int], epochs: int, first: int) -> int:
+    """Samples read by retraining steps first..S: E * sum_{s=first..S} |slices 1..s| (step_sizes[s-1])."""
+    return epochs * int(sum(step_sizes[first - 1 :]))
+
+
+def threshold(shard_step_sizes: Sequence[Sequence[int]], epochs: int, budget: int) -> int:
+    """m: the largest number of trailing slices whose retrain fits the budget, cost(S-m+1) <= phi, for every
+    shard (the paper's equation 1 with E epochs per step). 0 means every slice is in the update region."""
+    slices = len(shard_step_sizes[0])
+    m = 0
+    for cand in range(1, slices + 1):
+        if all(cost(sizes, epochs, slices - cand + 1) <= budget for sizes in shard_step_sizes):
+            m = cand
+        else:
+            break
+    return m
+
+
+def default_budget(shard_step_sizes: Sequence[Sequence[int]], epochs: int) -> int:
+    """The budget when none is configured: half a full retrain of the largest shard (m = 3 of 10 slices)."""
+    return max(cost(sizes, epochs, 1) for sizes in shard_step_sizes) // 2
+
+
+def num_batches(size: int, batch_size: int) -> int:
+    return math.ceil(size / batch_size)
+
+
+def step_offsets(layout: ShardLayout, epochs: int, batch_size: int) -> np.ndarray:
+    """(S+2,) first optimizer step of each step s at [s]; [S+1] is the total. [1] = 0."""
+    per_step = [epochs * num_batches(layout.step_size(s), batch_size) for s in range(1, layout.slices + 1)]
+    return np.concatenate([[0, 0], np.cumsum(per_step)]).astype(np.int64)
+
+
+def epoch_order(layout: ShardLayout, seed: int, shard: int, step: int, epoch: int) -> np.ndarray:
+    """The epoch's batch plan: a seeded permutation of the step's original members (local indices); batch b
+    is order[b*B:(b+1)*B] before forgotten members are dropped from it."""
+    rng = np.random.Generator(np.random.PCG64(derive_seed(seed, "batches", shard, step, epoch)))
+    return rng.permutation(layout.step_size(step)).astype(np.int64)
+
+
+def build_index(layout: ShardLayout, seed: int, shard: int, epochs: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR index member -> the optimizer steps whose planned batch held it: (indptr (n_k+1,), steps (nnz,)),
+    steps ascending per member. Covers all steps, recorded or not (the unrecorded ones count DPUS residue)."""
+    offsets = step_offsets(layout, epochs, batch_size)
+    members: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    for s in range(1, layout.slices + 1):
+        nb = num_batches(layout.step_size(s), batch_size)
+        for e in range(epochs):
+            order = epoch_order(layout, seed, shard, s, e)
+            members.append(order)
+            steps.append(offsets[s] + e * nb + np.arange(len(order)) // batch_size)
+    member = np.concatenate(members) if members else np.zeros(0, np.int64)
+    step = np.concatenate(steps) if steps else np.zeros(0, np.int64)
+    by = np.lexsort((step, member))
+    counts = np.bincount(member, minlength=len(layout.members))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr, step[by].astype(np.int32)
+
+
+@dataclass
+class OptState:
+    """Parameters and Adam state after some step: what a checkpoint theta_s holds."""
+
+    params: torch.Tensor  # (P,) float32
+    exp_avg: torch.Tensor  # (P,)
+    exp_avg_sq: torch.Tensor  # (P,)
+    adam_step: int  # optimizer steps taken (empty batches excluded)
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic kernels and a fixed thread count for the duration; restores the caller's settings."""
+    threads = torch.get_num_threads()
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(TRAIN_THREADS)
+    _set_deterministic(True)
+    try:
+        yield
+    finally:
+        _set_deterministic(was)
+        torch.set_num_threads(threads)
+
+
+def _set_deterministic(mode: bool) -> None:
+    # torch.use_deterministic_algorithms also sets torch._inductor's flag, and importing torch._inductor costs
+    # ~1.3 s the first time in a process (the first forget a daemon applies). We never torch.compile, so the
+    # kernel-level switch it wraps gives the same guarantee; the public call stays as the fallback.
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
+
+
+# on_step(s, the state after step s): store the checkpoint theta_s.
+StepCallback = Callable[[int, OptState], None]
+# increments(s, rows) -> a writable (rows, P) float32 array (a memmap of the step's increments file): the
+# increments stream into it in chunks, so recording never holds a whole step's increments in memory.
+IncrementSink = Callable[[int, int], np.ndarray]
+
+_CHUNK_ROWS = 256  # increments buffered on the device between copies to the file
+
+
+def run_steps(
+    *,
+    shape: MLPShape,
+    layout: ShardLayout,
+    X: torch.Tensor,  # (n_k, F) the shard's rows in member order, on the training device
+    y: torch.Tensor,  # (n_k,) int64
+    alive: np.ndarray,  # (n_k,) bool: False for forgotten members
+    start: OptState,  # theta_{first-1}
+    first: int,
+    seed: int,
+    shard: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    record_upto: int,  # record increments of steps first..record_upto (S - m)
+    on_step: StepCallback,
+    increments: IncrementSink | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Train steps first..S from `start`; return the samples read. Call inside `deterministic()`."""
+    device = X.device
+    flat = torch.nn.Parameter(start.params.detach().clone().to(device))
+    opt = torch.optim.Adam([flat], lr=learning_rate, foreach=False)
+    opt.state[flat] = {
+        "step": torch.tensor(float(start.adam_step), dtype=torch.float32),
+        "exp_avg": start.exp_avg.detach().clone().to(device),
+        "exp_avg_sq": start.exp_avg_sq.detach().clone().to(device),
+    }
+    all_alive = bool(alive.all())
+    read = 0
+    for s in range(first, layout.slices + 1):
+        nb = num_batches(layout.step_size(s), batch_size)
+        rows = epochs * nb
+        record = s <= record_upto and increments is not None
+        if record and increments is not None:
+            dst = increments(s, rows)
+            chunk = min(rows, _CHUNK_ROWS)
+            buf = torch.zeros((chunk, shape.num_params), dtype=torch.float32, device=device)  # rows base..base+chunk
+            base = 0
+        for e in range(epochs):
+            order = epoch_order(layout, seed, shard, s, e)
+            cuts = np.arange(0, nb + 1) * batch_size  # batch b is order[cuts[b]:cuts[b+1]]
+            if not all_alive:  # shrink, don't re-pack: drop forgotten members, keep every batch's bounds
+                keep = alive[order]
+                order = order[keep]
+                cuts = np.concatenate([[0], np.cumsum(keep)])[np.minimum(cuts, len(keep))]
+            order_dev = torch.from_numpy(order).to(device)  # one host-to-device copy per epoch
+            for b in range(nb):
+                r = e * nb + b  # this optimizer step's row in the step's increments
+                if record and r == base + chunk:
+                    dst[base : base + chunk] = buf.cpu().numpy()
+                    buf.zero_()  # an emptied batch's row must stay zero
+                    base += chunk
+                lo, hi = int(cuts[b]), int(cuts[b + 1])
+                if hi == lo:
+                    continue  # nothing left to learn from: no optimizer step, increment stays zero
+                idx = order_dev[lo:hi]
+                before = flat.detach().clone() if record else None
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(forward(shape, flat, X[idx]), y[idx])  # (B, F) -> (B, C) -> ()
+                loss.backward()
+                opt.step()
+                if before is not None:
+                    torch.sub(flat.detach(), before, out=buf[r - base])
+                read += hi - lo
+            if progress is not None:
+                progress(nb)
+        if record:
+            dst[base:rows] = buf[: rows - base].cpu().numpy()
+            if isinstance(dst, np.memmap):
+                dst.flush()
+        st = opt.state[flat]
+        on_step(s, OptState(
+            params=flat.detach().clone(),
+            exp_avg=st["exp_avg"].detach().clone(),
+            exp_avg_sq=st["exp_avg_sq"].detach().clone(),
+            adam_step=int(st["step"].item()),
+        ))
+    return read

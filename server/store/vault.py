@@ -1,0 +1,232 @@
+"""The audit vault: a snapshot of a store's state that `forgetd verify` can replay the ledger from.
+
+Why it exists: replaying forget k re-reads training rows that forget k+5 later erased from the live store,
+so a replay needs the rows as they were at its starting point; privacy needs them gone. The vault squares
+the two: one snapshot, in `store/audit/<name>/`, of the state the ledger last vouched for (the genesis
+state, or the state the latest `audit.verified` event sealed). A seal (`forgetd verify --seal`) replaces it
+with a snapshot of the verified current state, so the rows forgotten since the previous snapshot are gone
+from the vault too; until then `forgetd verify` counts them as pending.
+
+    audit/<name>/
+      vault.json                  the record below (also committed in the ledger event that names the vault)
+      store.json genesis.json layout.npz test.npz refs.npy index/shard<k>.npz
+      artifacts/<file>            only the files the snapshot's manifest names
+      CURRENT.json                the manifest of the snapshot's version
+      rows.sqlite                 a consistent copy (SQLite's backup API) of the training rows still present
+
+Immutable and copy-on-write files are hard links (the engine never rewrites a file in place, it writes new
+files and renames), so a snapshot of a store with gigabytes of increments costs directory entries, not
+copies. The rows file is mutable and is copied. A snapshot is built in a hidden sibling directory and
+renamed into place, so a vault either exists whole or not at all.
+
+The record's digests are what the ledger commits: SHA-256 of every file but the rows, plus the row store's
+content digest (RowStore.digest), since an SQLite file's bytes are not a function of its rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forgetd.server.errors import StoreError
+from forgetd.server.store.rows import RowStore
+from forgetd.server.store.layout import Manifest, StorePaths, atomic_write_json, fsync_dir
+
+__all__ = ["AUDIT_DIR", "GENESIS_VAULT", "VaultRecord", "create_vault", "remove_vault", "vault_dir", "vault_names",
+           "link_or_copy", "sweep_stale"]
+
+AUDIT_DIR = "audit"
+GENESIS_VAULT = "genesis"
+RECORD = "vault.json"
+ROWS = "rows.sqlite"
+FORMAT = "forgetd.vault.v1"
+# The store's immutable files a replay opens, relative to the store root (index files are added per shard).
+_IMMUTABLE = ("store.json", "genesis.json", "layout.npz", "test.npz", "refs.npy")
+
+
+@dataclass(frozen=True)
+class VaultRecord:
+    """What a vault holds, as the ledger commits it."""
+
+    name: str
+    version: int  # the model version of the snapshot (0 for genesis)
+    files: dict[str, str]  # path inside the vault -> hex SHA-256, every file but the rows
+    rows_digest: str  # RowStore.digest() of the vault's rows.sqlite
+    rows: int  # training rows the vault holds
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "name": self.name, "version": self.version,
+                "files": dict(sorted(self.files.items())), "rows_digest": self.rows_digest, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: Any) -> VaultRecord:
+        try:
+            if data["format"] != FORMAT:
+                raise StoreError(f"vault record format {data['format']!r}; this forgetd reads {FORMAT}")
+            return cls(str(data["name"]), int(data["version"]), {str(k): str(v) for k, v in data["files"].items()},
+                       str(data["rows_digest"]), int(data["rows"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StoreError(f"unreadable vault record ({exc})") from None
+
+
+def sweep_stale(store_dir: str | Path) -> list[str]:
+    """Remove the hidden build and scratch directories (`.<name>.building-<pid>-...`, `.replay-<pid>-...`) of
+    processes that are gone: a killed audit must not leave a copy of the rows behind for good."""
+    root = Path(store_dir) / AUDIT_DIR
+    removed = []
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if not (path.is_dir() and path.name.startswith(".")):
+            continue
+        try:
+            pid = int(path.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            _remove_tree(path)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def vault_dir(store_dir: str | Path, name: str) -> Path:
+    return Path(store_dir) / AUDIT_DIR / name
+
+
+def vault_names(store_dir: str | Path) -> list[str]:
+    """The vaults present (hidden build and scratch directories excluded)."""
+    root = Path(store_dir) / AUDIT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows one (same device), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def copy_rows(src: Path, dst: Path) -> None:
+    """A consistent copy of a live row store, even while the daemon erases rows (SQLite's backup API)."""
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    target = sqlite3.connect(dst)
+    try:
+        source.backup(target)
+        # One file, no -wal beside it: a vault is only ever read.
+        target.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        target.close()
+        source.close()
+    with open(dst, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def create_vault(store_dir: str | Path, name: str) -> VaultRecord:
+    """Snapshot the store's live state into audit/<name> (replacing a vault of that name) and return its record.
+
+    The caller makes sure the store does not change meanwhile (the daemon at genesis holds its runtime lock;
+    `forgetd verify --seal` checks the snapshot against the state it verified and refuses a moving store).
+    """
+    if not name or name.startswith(".") or "/" in name:
+        raise StoreError(f"vault name {name!r} must be a plain, non-hidden directory name")
+    paths = StorePaths(Path(store_dir))
+    root = paths.root / AUDIT_DIR
+    root.mkdir(exist_ok=True)
+    sweep_stale(paths.root)
+    tmp = root / f".{name}.building-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp.mkdir()
+    try:
+        manifest = Manifest.read(paths.manifest)
+        (tmp / "artifacts").mkdir()
+        (tmp / "index").mkdir()
+        for rel in _IMMUTABLE:
+            link_or_copy(paths.root / rel, tmp / rel)
+        for index in sorted((paths.root / "index").glob("shard*.npz")):
+            link_or_copy(index, tmp / "index" / index.name)
+        for file in sorted(set(manifest.files.values())):
+            link_or_copy(paths.artifact(file), tmp / "artifacts" / file)
+        shutil.copyfile(paths.manifest, tmp / "CURRENT.json")
+        copy_rows(paths.rows, tmp / ROWS)
+        if Manifest.read(paths.manifest).to_json() != manifest.to_json():
+            raise StoreError(f"{paths.root}: the store's version changed while it was being snapshotted; retry "
+                             "once the daemon's forget has finished")
+        record = _record(tmp, name, manifest.version)
+        atomic_write_json(tmp / RECORD, record.to_json())
+        fsync_dir(tmp / "artifacts")
+        fsync_dir(tmp)
+        final = root / name
+        if final.exists():
+            _remove_tree(final)
+        os.rename(tmp, final)
+        fsync_dir(root)
+        return record
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+
+
+def read_record(store_dir: str | Path, name: str) -> VaultRecord:
+    path = vault_dir(store_dir, name) / RECORD
+    try:
+        return VaultRecord.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: unreadable vault record ({exc})") from None
+
+
+def remove_vault(store_dir: str | Path, name: str) -> None:
+    """Delete a vault: its rows copy goes with it (the other files are links the live store may share)."""
+    path = vault_dir(store_dir, name)
+    if path.exists():
+        _remove_tree(path)
+        fsync_dir(path.parent)
+
+
+def _record(folder: Path, name: str, version: int) -> VaultRecord:
+    files = {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (ROWS, RECORD)
+    }
+    with RowStore.open(folder / ROWS) as rows:
+        digest, count = rows.digest(), len(rows)
+    # RowStore.open switches the copy back to WAL; leave a single quiescent file behind.
+    conn = sqlite3.connect(folder / ROWS)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    return VaultRecord(name, version, files, digest, count)
+
+
+def _remove_tree(path: Path) -> None:
+    # The rows copy is removed first and on its own: if anything below fails, the held rows are gone already.
+    for rows in path.glob(f"{ROWS}*"):
+        rows.unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
