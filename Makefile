@@ -2,6 +2,13 @@
 # requirement would pull a multi-GB CUDA build), then the project with its extras.
 PYTHON ?= python3
 VENV   ?= .venv
+# Where torch comes from. The pin alone takes a local CPU wheel where the machine holds one; elsewhere pip
+# resolves it to the multi-GB CUDA build. On a CPU-only machine without that wheel, take PyTorch's CPU index:
+#   make test TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+# Extra flags for `make run`, e.g. make run ARGS="--listen 127.0.0.1:50052 --store /tmp/s"
+ARGS ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.forgetd-installed
 INTEROP := tests/interop
@@ -13,7 +20,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH_PIP_ARGS) $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[server,test]'
 	touch $@
 
@@ -23,7 +30,7 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json
 
 # The product's main job: the daemon. With no --store it trains the built-in demo model and serves it.
 run: $(STAMP)
-	$(VENV)/bin/forgetd serve
+	$(VENV)/bin/forgetd serve $(ARGS)
 
 # The whole test suite (unit, property, gRPC end to end, crash, the Node.js interop client, buf lint).
 test: $(STAMP) $(INTEROP)/node_modules/.installed
