@@ -1,4 +1,4 @@
-"""`forgetd ledger ...`: verify, show, head and bench, each a thin layer over the library."""
+"""`forgetd ledger ...`: verify, show, head, checkpoint and bench, each a thin layer over the library."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Any
 
 import click
 
+from .checkpoint import ledger_checkpoint
 from .errors import InvalidHead, LedgerError
 from .model import Head
+from .signing import load_or_create_signing_key
 from .store import Ledger
 from .verify import verify_ledger
 
 LEDGER_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+STORE_HEAD_KEY = Path("keys") / "head_ed25519.key"  # where `forgetd serve` keeps the head key, beside the ledger
 
 
 class HeadParam(click.ParamType):
@@ -39,7 +42,7 @@ def _open(path: Path) -> Ledger:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def ledger() -> None:
-    """The deletion ledger: verify it, read it, print its head, benchmark it."""
+    """The deletion ledger: verify it, read it, print its head or a signed checkpoint, benchmark it."""
 
 
 @ledger.command()
@@ -94,6 +97,24 @@ def head(path: Path, as_json: bool) -> None:
         click.echo(json.dumps({**current.to_dict(), "hex": current.to_hex()}, indent=2))
     else:
         click.echo(current.to_hex())
+
+
+@ledger.command()
+@click.argument("path", type=LEDGER_PATH)
+@click.option("--origin", default=None, help="The log's origin line (default: forgetd/<key id>, from the key).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The Ed25519 head key (default: keys/head_ed25519.key beside PATH, as in a forgetd store).")
+def checkpoint(path: Path, origin: str | None, key_path: Path | None) -> None:
+    """Print the current head of the ledger at PATH as a signed C2SP checkpoint (c2sp.org/tlog-checkpoint)."""
+    key_path = path.parent / STORE_HEAD_KEY if key_path is None else key_path
+    if not key_path.is_file():
+        raise click.ClickException(f"no head key at {key_path}: pass --key")
+    try:
+        key = load_or_create_signing_key(key_path)  # it exists: this only loads it, checking its mode
+        with _open(path) as book:
+            click.echo(ledger_checkpoint(book, key, origin).decode(), nl=False)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @ledger.command()

@@ -82,3 +82,103 @@ class SigningError(LedgerError):
 
 class BadSignature(LedgerError):
     """A signed head's signature does not verify under the given public key."""
+
+
+# --- C2SP signed notes, checkpoints, proofs and witnesses (note.py, checkpoint.py, tlogproof.py, witness.py) ---
+
+
+class NoteError(LedgerError, ValueError):
+    """A c2sp.org/signed-note cannot be made or opened; the message names the rule it breaks."""
+
+
+class MalformedNote(NoteError):
+    """The bytes are not a signed note: not UTF-8, a control character, no blank line before the signatures..."""
+
+
+class InvalidKeyName(NoteError):
+    """A key name is empty or holds a Unicode space, a plus (U+002B) or a control character."""
+
+
+class InvalidVerifierKey(NoteError):
+    """A verifier key string is not `<name>+<hex key id>+<base64(type || public key)>`, or its key id is wrong."""
+
+
+class UnverifiedNote(NoteError):
+    """No signature on the note is from a known key (signatures from unknown keys are ignored, as the spec says)."""
+
+    def __init__(self, message: str, unknown: tuple[str, ...] = ()) -> None:
+        self.unknown = unknown
+        super().__init__(message)
+
+
+class NoteSignatureInvalid(NoteError, BadSignature):
+    """A signature whose key name and key id match a known key does not verify: the note was altered."""
+
+    def __init__(self, name: str, key_id: bytes) -> None:
+        self.name = name
+        self.key_id = key_id
+        super().__init__(f"the signature by {name}+{key_id.hex()} does not verify: the note was altered after signing")
+
+
+class MalformedCheckpoint(NoteError):
+    """The note text is not a c2sp.org/tlog-checkpoint (origin, decimal size, base64 root hash, extension lines)."""
+
+
+class InvalidOrigin(LedgerError, ValueError):
+    """An origin string chosen for a forgetd log is not usable: the message says how to pick one."""
+
+
+class OriginMismatch(NoteError):
+    """The checkpoint is from another log: its origin line is not the one expected."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"checkpoint origin mismatch: expected {expected!r}, got {actual!r}")
+
+
+class MalformedTlogProof(ProofError):
+    """The text is not a c2sp.org/tlog-proof@v1: header, optional extra, index, hashes, blank line, checkpoint."""
+
+
+class WitnessError(LedgerError):
+    """Base of what the witness (a c2sp.org/tlog-witness) and its client raise on purpose."""
+
+
+class MalformedWitnessRequest(WitnessError, ValueError):
+    """An add-checkpoint body is malformed, or its old size exceeds the checkpoint's size (HTTP 400)."""
+
+
+class UnknownLog(WitnessError, LookupError):
+    """The witness is not configured for the checkpoint's origin (HTTP 404)."""
+
+
+class WitnessConflict(WitnessError):
+    """The old size sent is not the size the witness last cosigned for the log (HTTP 409); retry from witness_size."""
+
+    def __init__(self, origin: str, old_size: int, witness_size: int) -> None:
+        self.origin = origin
+        self.old_size = old_size
+        self.witness_size = witness_size
+        super().__init__(f"{origin}: old size {old_size} is not the witness's size {witness_size}; "
+                         f"send a consistency proof from {witness_size}")
+
+
+class InconsistentCheckpoint(WitnessError):
+    """The checkpoint is not consistent with what the witness cosigned before (HTTP 422)."""
+
+
+class CosignatureRefused(WitnessError):
+    """The witness answered add-checkpoint with an error status (other than 409)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"the witness refused to cosign (HTTP {status}): {message}")
+
+
+class WitnessUnavailable(WitnessError):
+    """The witness could not be reached, or its answer was not a valid add-checkpoint response."""
+
+
+class WitnessStateError(WitnessError):
+    """The witness's state file is not a forgetd witness state (or is from a newer version)."""

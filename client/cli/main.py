@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "model": "forgetd.client.cli.commands:model",
     "verify": "forgetd.client.cli.audit:verify",
     "receipt": "forgetd.client.cli.audit:receipt",
+    "witness": "forgetd.ledger.witness_cli:witness",
 }
 _BENCH_COMMANDS: dict[str, str] = {
     "serving": "forgetd.server.bench.serving:serving",
