@@ -34,18 +34,20 @@ GUARANTEE_EXACT: Guarantee
 GUARANTEE_APPROXIMATE: Guarantee
 
 class LedgerHead(_message.Message):
-    __slots__ = ("size", "chain_hash", "merkle_root", "signature", "public_key")
+    __slots__ = ("size", "chain_hash", "merkle_root", "signature", "public_key", "checkpoint")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CHAIN_HASH_FIELD_NUMBER: _ClassVar[int]
     MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     size: int
     chain_hash: bytes
     merkle_root: bytes
     signature: bytes
     public_key: bytes
-    def __init__(self, size: _Optional[int] = ..., chain_hash: _Optional[bytes] = ..., merkle_root: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+    checkpoint: str
+    def __init__(self, size: _Optional[int] = ..., chain_hash: _Optional[bytes] = ..., merkle_root: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., checkpoint: _Optional[str] = ...) -> None: ...
 
 class InclusionProof(_message.Message):
     __slots__ = ("seq", "tree_size", "hashes")
