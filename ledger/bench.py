@@ -20,7 +20,8 @@ from typing import Any
 
 from .merkle import HASH_SIZE
 from .proofs import verify_inclusion
-from .store import COLUMNS, TABLE_SQL, Ledger, connect
+from .schema import COLUMNS, TABLE_SQL, connect
+from .store import Ledger
 from .verify import verify_ledger
 
 
@@ -162,7 +163,7 @@ def _verify_and_prove(root: Path, n: int, runs: int, proofs: int, progress: Call
 def _parallel_jobs(entries: int) -> int:
     """Processes for the second verification figure: one per CPU (up to MAX_JOBS), for ledgers large enough
     to be split. (verify_ledger's own default counts only idle CPUs.)"""
-    from .verify import MAX_JOBS, PARALLEL_MIN_ENTRIES
+    from .scan import MAX_JOBS, PARALLEL_MIN_ENTRIES
 
     return 1 if entries < PARALLEL_MIN_ENTRIES else max(1, min(os.cpu_count() or 1, MAX_JOBS))
 

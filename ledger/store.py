@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlite_utils
 
@@ -41,35 +40,9 @@ from .errors import (
 from .merkle import ZERO_CHAIN, MerkleTree, hash_chain, hash_leaf
 from .model import Entry, Head
 from .proofs import ConsistencyProof, InclusionProof
+from .schema import APPLICATION_ID, COLUMNS, FILE_FORMAT, TABLE, TABLE_SQL, TRIGGERS_SQL, connect
 
-APPLICATION_ID = 0x46474C44  # "FGLD" in the SQLite header: marks the file as a forgetd ledger
-FILE_FORMAT = 1  # PRAGMA user_version
-TABLE = "entries"
-COLUMNS = ("seq", "event_id", "type", "v", "recorded_at", "envelope", "leaf_hash", "chain_hash")
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-
-# The exact DDL; verify_ledger compares the stored schema against these strings.
-TABLE_SQL = f"""CREATE TABLE {TABLE} (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    v INTEGER NOT NULL,
-    recorded_at TEXT NOT NULL,
-    envelope BLOB NOT NULL,
-    leaf_hash BLOB NOT NULL,
-    chain_hash BLOB NOT NULL
-) STRICT"""
-TRIGGERS_SQL = {
-    "entries_no_update": f"""CREATE TRIGGER entries_no_update BEFORE UPDATE ON {TABLE}
-BEGIN
-    SELECT RAISE(ABORT, 'forgetd ledger is append-only: UPDATE refused');
-END""",
-    "entries_no_delete": f"""CREATE TRIGGER entries_no_delete BEFORE DELETE ON {TABLE}
-BEGIN
-    SELECT RAISE(ABORT, 'forgetd ledger is append-only: DELETE refused');
-END""",
-}
-
 MAX_NAME_LENGTH = 256
 _READ_CHUNK = 1000
 
@@ -85,18 +58,6 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("recorded_at needs a timezone-aware datetime")
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = 60.0) -> sqlite3.Connection:
-    """A connection with the ledger's settings: autocommit (explicit transactions), WAL, synchronous=FULL."""
-    if readonly:
-        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
 
 
 def _check_name(value: object, what: str, error: type[LedgerError]) -> str:

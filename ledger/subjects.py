@@ -12,6 +12,12 @@ def subject_ref(key: bytes, sample_id: str) -> str:
 
     Forget events carry these, never raw ids. The key lives beside the model store, not in the ledger; an
     auditor given the key recomputes the reference of an id to prove that it was forgotten.
+
+    This is the one way forgetd names a sample by HMAC: the ledger's events, the store's refs.npy and every
+    lookup (the daemon's admission, the engine, the auditor) call it. NFC is the rule because an id typed
+    on another system may arrive in another Unicode normal form and must still name the same sample
+    everywhere; it is also the form the ledger's canonical JSON gives every string. For ids already in NFC
+    (every ASCII id, so every id the Adult and synthetic loaders make) it hashes the id's own UTF-8 bytes.
     """
     if not isinstance(key, (bytes, bytearray)) or not key:
         raise ValueError("subject_ref needs a non-empty bytes key")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from forgetd.ledger import Head, Ledger
 from forgetd.ledger.cli import ledger as ledger_cli
-from forgetd.ledger.store import TRIGGERS_SQL
+from forgetd.ledger.schema import TRIGGERS_SQL
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from forgetd.ledger import Head, Ledger, LedgerNotFound, Problem, verify_ledger
-from forgetd.ledger.store import TRIGGERS_SQL
+from forgetd.ledger.schema import TABLE_SQL, TRIGGERS_SQL
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 COLUMNS = ("seq", "event_id", "type", "v", "recorded_at", "envelope", "leaf_hash", "chain_hash")
@@ -222,6 +222,48 @@ def test_malformed_rows_are_findings_not_crashes(path: Path) -> None:
     assert "seq 6: seq column is not an integer (expected an integer, actual 'six')" in text
 
 
+def test_cells_of_the_wrong_type_under_an_intact_strict_schema_are_findings(path: Path) -> None:
+    """What a corrupted page leaves: the schema still says STRICT, so rows take the lean path, whose type
+    assumptions then fail: each such row is a finding at its seq, and the pass goes on."""
+    make_ledger(path, 6)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'entries'", (TABLE_SQL.replace(") STRICT", ")"),))
+    conn.close()
+    tamper(path, ("UPDATE entries SET envelope = 'text, not bytes' WHERE seq = 3", ()),
+           ("UPDATE entries SET recorded_at = 5 WHERE seq = 5", ()))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'entries'", (TABLE_SQL,))
+    conn.close()
+    report = verify_ledger(path, jobs=1)
+    assert report.first_bad_seq == 3 and report.entries == 5  # row 3 takes no place in the sequence
+    assert [p.what for p in report.problems[:5]] == [
+        "row could not be examined (AttributeError: 'str' object has no attribute 'decode')",
+        "missing: the next row has seq 4",
+        "chain hash differs from SHA-256(0x02 || seq || previous chain || leaf)",
+        "column recorded_at differs from the envelope's recorded_at",
+        "recorded_at is not an RFC 3339 UTC time",
+    ]
+    assert [p.seq for p in report.problems[:5]] == [3, 3, 4, 5, 5]
+    # The schema text is intact, so no finding about it; SQLite's own check may see the wrong type.
+    assert all(p.startswith("PRAGMA integrity_check: ") for p in report.problems[5:])
+
+
+def test_forked_workers_fall_back_to_none_when_no_process_can_be_had(monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgetd.ledger import scan
+
+    class NoProcesses:
+        def Pool(self, processes: int) -> None:
+            raise OSError("fork refused")
+
+    with scan.forked_workers(0) as pool:
+        assert pool is None
+    monkeypatch.setattr(scan.multiprocessing, "get_context", lambda method: NoProcesses())
+    with scan.forked_workers(2) as pool:
+        assert pool is None
+
+
 def test_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.db"
     bogus.write_bytes(b"definitely not a database " * 100)
@@ -342,7 +384,7 @@ def _same_findings(a, b) -> bool:
 
 @pytest.mark.parametrize("jobs", [2, 3, 4])
 def test_parallel_verification_agrees_with_one_process(path: Path, jobs: int) -> None:
-    from forgetd.ledger import verify as verify_module
+    from forgetd.ledger import scan as verify_module
 
     head = make_ledger(path, 61)
     with Ledger(path, readonly=True) as book:
@@ -372,7 +414,7 @@ def test_parallel_verification_agrees_with_one_process(path: Path, jobs: int) ->
     ],
 )
 def test_parallel_workers_refuse_anything_off_and_one_process_names_it(path: Path, statements) -> None:
-    from forgetd.ledger import verify as verify_module
+    from forgetd.ledger import scan as verify_module
 
     make_ledger(path, 61)
     tamper(path, *statements)
