@@ -232,7 +232,7 @@ class Client:
     def verify_receipt(self, receipt: Receipt) -> ReceiptReport:
         """Prove against this server that the receipt's entries are still in its ledger and that the ledger
         only grew since (forgetd.client.receipts); problems are reported, not raised."""
-        from forgetd.client.receipts import verify_receipt_with_client
+        from forgetd.client.receipts import verify_receipt_with_client  # the ledger's proof code, on first use
 
         return verify_receipt_with_client(receipt, self)
 

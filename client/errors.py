@@ -1,8 +1,10 @@
 """The client's one exception tree, and the one table that maps gRPC status codes onto it.
 
-Every class carries the status code it stands for (`.code`) and the server's message (`.message`), as in
-googleapis/python-api-core. The client wraps every call in `raise from_grpc_error(exc) from exc`, so a caller
-catches `ForgetdClientError` (or one condition, e.g. `NotFound`) and never sees a raw `grpc.RpcError`.
+Every class of a failed call carries the status code it stands for (`.code`) and the server's message
+(`.message`), as in googleapis/python-api-core. The client wraps every call in
+`raise from_grpc_error(exc) from exc`, so a caller catches `ForgetdClientError` (or one condition, e.g.
+`NotFound`) and never sees a raw `grpc.RpcError`. The errors of the client's own work (a receipt file, a
+store the auditor reads, a refused seal) sit in the same tree without a code, so a command catches one root.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import grpc
 
 
 class ForgetdClientError(Exception):
-    """Base of every error the client raises: a failed call, or a request the client refused to send."""
+    """Base of every error the client raises: a failed call, a request it refused to send, a receipt or store
+    it cannot read, a seal it refused."""
 
-    #: The gRPC status code this class stands for; None only on the base class.
+    #: The gRPC status code this class stands for; None on the base class and on the errors no call answers.
     code: grpc.StatusCode | None = None
 
     def __init__(self, message: str) -> None:
@@ -129,8 +132,22 @@ class InvalidRows(InvalidArgument, ValueError):
     """Predict rows that cannot be packed (ragged, not 2-D, not numbers); refused before anything is sent."""
 
 
+class InvalidReceipt(ForgetdClientError, ValueError):
+    """A receipt file is not valid JSON or lacks a field; the message names the field."""
+
+
+class StoreUnreadable(ForgetdClientError):
+    """A store file the auditor reads is missing or malformed; the message names it."""
+
+
+class StoreSealError(ForgetdClientError):
+    """The seal was refused: the store changed between the audit and its snapshot, cannot be copied, or its
+    ledger would not take the audit.verified entry."""
+
+
 # The one mapping table: status code -> exception class. Client-side subclasses (InvalidStrategy,
-# InvalidRows) are deliberately absent: the server's INVALID_ARGUMENT maps to the general class.
+# InvalidRows) are deliberately absent: the server's INVALID_ARGUMENT maps to the general class; so are
+# the errors without a code, which no call answers.
 _BY_CODE: dict[grpc.StatusCode, type[ForgetdClientError]] = {
     cls.code: cls
     for cls in (

@@ -12,46 +12,49 @@ those entries against that head. Checking it later, against the store's ledger f
    the current head; against a store, the entry itself is read and compared as well).
 
 Each problem names what it concerns, with expected and actual values; nothing here raises for a bad receipt.
-The JSON form is exactly what `forgetd forget --json` prints, so that output is a receipt file.
+The JSON form is exactly what `forgetd forget --json` prints, so that output is a receipt file (read and
+written by forgetd.client.types, re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from forgetd.client.errors import ForgetdClientError, InvalidReceipt
 from forgetd.client.types import (
-    ForgetResult,
-    ForgetStatus,
+    HeadProofs,
     InclusionProof,
     LedgerHead,
+    ModelInfo,
     Receipt,
-    SampleOutcome,
-    to_jsonable,
+    load_receipt,
+    receipt_from_json,
+    receipt_to_json,
+    save_receipt,
 )
 from forgetd.ledger import (
     BadSignature,
     ConsistencyProof,
     Head,
     InvalidHead,
+    Ledger,
     LedgerError,
     Problem,
     ProofError,
+    SignedHead,
     verify_consistency,
     verify_inclusion,
+    verify_signed_head,
 )
 from forgetd.ledger import InclusionProof as LedgerInclusionProof
-
-if TYPE_CHECKING:
-    from forgetd.client.client import Client
 
 __all__ = [
     "InvalidReceipt",
     "ReceiptReport",
+    "ReceiptServer",
     "check_head_signature",
     "load_receipt",
     "receipt_from_json",
@@ -62,104 +65,13 @@ __all__ = [
 ]
 
 
-class InvalidReceipt(ValueError):
-    """A receipt file is not valid JSON or lacks a field; the message names the field."""
+class ReceiptServer(Protocol):
+    """What checking a receipt asks of a daemon: forgetd.client.Client is one (a protocol, so that the client
+    can offer `verify_receipt` without the two modules importing each other)."""
 
+    def model(self) -> ModelInfo: ...
 
-# -------------------------------------------------------------------------------------------- JSON
-
-
-def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
-    """The receipt as JSON-ready values (bytes as hex): the form `forgetd forget --json` prints."""
-    return to_jsonable(receipt)  # type: ignore[no-any-return]
-
-
-def save_receipt(receipt: Receipt, path: str | os.PathLike[str]) -> None:
-    Path(path).write_text(json.dumps(receipt_to_json(receipt), indent=2, sort_keys=True) + "\n")
-
-
-def load_receipt(path: str | os.PathLike[str]) -> Receipt:
-    """Read a receipt file; InvalidReceipt names what is wrong with it."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InvalidReceipt(f"{path}: cannot read it ({exc.strerror})") from None
-    except ValueError as exc:
-        raise InvalidReceipt(f"{path}: not JSON ({exc})") from None
-    return receipt_from_json(data)
-
-
-def _hex(value: Any, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidReceipt(f"receipt field {name!r} must be a hex string, got {value!r}")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise InvalidReceipt(f"receipt field {name!r} is not hexadecimal") from None
-
-
-def _int(data: dict[str, Any], key: str, where: str = "") -> int:
-    value = _get(data, key, where)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidReceipt(f"receipt field {where + key!r} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _get(data: Any, key: str, where: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise InvalidReceipt(f"receipt field {where.rstrip('.') or 'receipt'!r} must be an object")
-    if key not in data:
-        raise InvalidReceipt(f"receipt field {where + key!r} is missing")
-    return data[key]
-
-
-def _proof(data: Any, where: str) -> InclusionProof | None:
-    if data is None:
-        return None
-    hashes = _get(data, "hashes", where)
-    if not isinstance(hashes, list):
-        raise InvalidReceipt(f"receipt field {where + 'hashes'!r} must be a list of hex strings")
-    return InclusionProof(_int(data, "seq", where), _int(data, "tree_size", where),
-                          tuple(_hex(h, where + "hashes") for h in hashes))
-
-
-def receipt_from_json(data: Any) -> Receipt:
-    """The Receipt a JSON object describes (receipt_to_json's inverse)."""
-    head_data = _get(data, "head")
-    head = None
-    if head_data is not None:
-        head = LedgerHead(_int(head_data, "size", "head."), _hex(_get(head_data, "chain_hash", "head."), "head.chain_hash"),
-                          _hex(_get(head_data, "merkle_root", "head."), "head.merkle_root"),
-                          _hex(_get(head_data, "signature", "head."), "head.signature"),
-                          _hex(_get(head_data, "public_key", "head."), "head.public_key"))
-    result_data = data.get("result")
-    result = None
-    if result_data is not None:
-        try:
-            result = ForgetResult(**{**result_data, "shard_digests": tuple(result_data["shard_digests"])})
-        except (TypeError, KeyError) as exc:
-            raise InvalidReceipt(f"receipt field 'result' is malformed ({exc})") from None
-    try:
-        samples = tuple(SampleOutcome(**s) for s in data.get("samples", []))
-        status = ForgetStatus(_get(data, "status"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidReceipt(f"receipt field 'samples' or 'status' is malformed ({exc})") from None
-    request_id = _get(data, "request_id")
-    if not isinstance(request_id, str) or not request_id:
-        raise InvalidReceipt(f"receipt field 'request_id' must be a non-empty string, got {request_id!r}")
-    return Receipt(
-        request_id=request_id,
-        status=status,
-        requested_seq=_int(data, "requested_seq"),
-        requested_leaf_hash=_hex(_get(data, "requested_leaf_hash"), "requested_leaf_hash"),
-        applied_seq=_int(data, "applied_seq"),
-        applied_leaf_hash=_hex(_get(data, "applied_leaf_hash"), "applied_leaf_hash"),
-        head=head,
-        requested_proof=_proof(data.get("requested_proof"), "requested_proof."),
-        applied_proof=_proof(data.get("applied_proof"), "applied_proof."),
-        result=result,
-        samples=samples,
-    )
+    def head(self, *, consistency_from: int = 0, inclusion_seqs: Sequence[int] = ()) -> HeadProofs: ...
 
 
 # -------------------------------------------------------------------------------------------- checks
@@ -199,8 +111,6 @@ def head_of(head: LedgerHead) -> Head:
 def check_head_signature(head: Head, signature: bytes, public_key: bytes, trusted_key: bytes | None,
                          what: str) -> Problem | None:
     """None when `signature` by `public_key` verifies over `head` (and `public_key` is `trusted_key`, if given)."""
-    from forgetd.ledger.signing import SignedHead, verify_signed_head
-
     if not signature:
         return Problem(head.size, f"{what} is not signed", "an Ed25519 signature", "none")
     try:
@@ -244,8 +154,6 @@ def check_receipt_self(receipt: Receipt, trusted_key: bytes | None) -> tuple[Hea
 
 def verify_receipt_with_store(receipt: Receipt, store_dir: str | Path) -> ReceiptReport:
     """Check `receipt` against the ledger file of the store at `store_dir` (no daemon needed)."""
-    from forgetd.ledger import Ledger
-
     path = Path(store_dir) / "ledger.sqlite"
     checks = ["signature", "inclusion in the receipt's head"]
     try:
@@ -280,10 +188,8 @@ def verify_receipt_with_store(receipt: Receipt, store_dir: str | Path) -> Receip
     return ReceiptReport(receipt.request_id, _size(receipt), current, tuple(problems), tuple(checks))
 
 
-def verify_receipt_with_client(receipt: Receipt, client: Client) -> ReceiptReport:
+def verify_receipt_with_client(receipt: Receipt, client: ReceiptServer) -> ReceiptReport:
     """Check `receipt` against a running daemon: a signed head now, a consistency proof and inclusion proofs."""
-    from forgetd.client.errors import ForgetdClientError
-
     checks = ["signature", "inclusion in the receipt's head"]
     try:
         trusted = bytes.fromhex(client.model().head_public_key)
@@ -316,13 +222,13 @@ def verify_receipt_with_client(receipt: Receipt, client: Client) -> ReceiptRepor
     return ReceiptReport(receipt.request_id, _size(receipt), current, tuple(problems), tuple(checks))
 
 
-def _check_growth(old: Head, current: Head, proof: Any) -> list[Problem]:
+def _check_growth(old: Head, current: Head, proof: Callable[[], Sequence[bytes]]) -> list[Problem]:
     if current.size < old.size:
         return [Problem(current.size + 1, f"the ledger has {current.size} entries but the receipt's head has "
                         f"{old.size}: the tail from seq {current.size + 1} was truncated",
                         f"size >= {old.size}", f"size {current.size}")]
     try:
-        hashes: Sequence[bytes] = proof()
+        hashes = proof()
         verify_consistency(old, current, ConsistencyProof(old.size, current.size, tuple(hashes)))
     except LedgerError as exc:
         return [Problem(old.size, f"the receipt's head is not a prefix of the ledger now (history rewritten): {exc}",
@@ -330,7 +236,7 @@ def _check_growth(old: Head, current: Head, proof: Any) -> list[Problem]:
     return []
 
 
-def _genesis_key(ledger: Any) -> bytes | None:
+def _genesis_key(ledger: Ledger) -> bytes | None:
     """The head key the ledger's own genesis recorded: the trust anchor of a store-only check."""
     try:
         entry = ledger.entry(1)

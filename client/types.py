@@ -1,27 +1,58 @@
 """What the client returns: frozen dataclasses built from the forgetd.v1 messages, and the strategy names.
 
 Plain Python values only (tuples, ints, str, bytes), so a caller needs neither protobuf nor numpy to use
-an answer, and `to_jsonable` can print any of them for `--json`.
+an answer, and `to_jsonable` can print any of them for `--json`. A Receipt's JSON form (what
+`forgetd forget --json` prints) is read and written here too, beside the class it stands for.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import os
+from pathlib import Path
 from typing import Any
 
-from forgetd.client.errors import InvalidStrategy
+from forgetd.client.errors import InvalidReceipt, InvalidStrategy
+from forgetd.client.proofs import ConsistencyProof, HeadProofs, InclusionProof, LedgerHead
 from forgetd.v1 import common_pb2, inference_service_pb2, unlearning_service_pb2
+
+__all__ = [
+    "STRATEGIES",
+    "ConsistencyProof",
+    "ForgetResult",
+    "ForgetStatus",
+    "HeadProofs",
+    "InclusionProof",
+    "LedgerEntry",
+    "LedgerHead",
+    "ModelConfig",
+    "ModelInfo",
+    "Prediction",
+    "Receipt",
+    "SampleOutcome",
+    "guarantee_name",
+    "load_receipt",
+    "receipt_from_json",
+    "receipt_to_json",
+    "save_receipt",
+    "strategy_name",
+    "strategy_to_proto",
+    "to_jsonable",
+]
 
 # Strategy names as the CLI and the client accept them, in the proto's order.
 STRATEGIES: tuple[str, ...] = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
 
-_STRATEGY_TO_PROTO: dict[str, int] = {name: common_pb2.Strategy.Value(f"STRATEGY_{name.upper()}") for name in STRATEGIES}
+_STRATEGY_TO_PROTO: dict[str, common_pb2.Strategy] = {
+    name: getattr(common_pb2, f"STRATEGY_{name.upper()}") for name in STRATEGIES
+}
 _PROTO_TO_STRATEGY: dict[int, str] = {v: k for k, v in _STRATEGY_TO_PROTO.items()}
+_GUARANTEE_NAMES: dict[int, str] = {common_pb2.GUARANTEE_EXACT: "exact", common_pb2.GUARANTEE_APPROXIMATE: "approximate"}
 
 
-def strategy_to_proto(name: str) -> int:
+def strategy_to_proto(name: str) -> common_pb2.Strategy:
     """The Strategy enum value for a name such as "hs" (case-insensitive); InvalidStrategy otherwise."""
     try:
         return _STRATEGY_TO_PROTO[name.lower()]
@@ -36,9 +67,7 @@ def strategy_name(value: int) -> str:
 
 def guarantee_name(value: int) -> str:
     """"exact", "approximate", or "unspecified" while a request is not applied."""
-    return {common_pb2.GUARANTEE_EXACT: "exact", common_pb2.GUARANTEE_APPROXIMATE: "approximate"}.get(
-        value, "unspecified"
-    )
+    return _GUARANTEE_NAMES.get(value, "unspecified")
 
 
 class ForgetStatus(str, enum.Enum):
@@ -117,61 +146,6 @@ class ModelInfo:
             msg.threshold_m, msg.training_accuracy, msg.forgotten_count, msg.num_features, msg.num_classes,
             msg.device, msg.head_public_key, msg.ledger_seq,
         )  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class LedgerHead:
-    """A (signed) head of the deletion ledger."""
-
-    size: int
-    chain_hash: bytes
-    merkle_root: bytes
-    signature: bytes  # empty if unsigned
-    public_key: bytes  # empty if unsigned
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.LedgerHead) -> LedgerHead:
-        return cls(msg.size, msg.chain_hash, msg.merkle_root, msg.signature, msg.public_key)
-
-
-@dataclasses.dataclass(frozen=True)
-class InclusionProof:
-    """RFC 9162 inclusion proof of entry `seq` in a tree of `tree_size` entries."""
-
-    seq: int
-    tree_size: int
-    hashes: tuple[bytes, ...]
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.InclusionProof) -> InclusionProof:
-        return cls(msg.seq, msg.tree_size, tuple(msg.hashes))
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsistencyProof:
-    """RFC 9162 proof that a tree of `old_size` entries is a prefix of one of `new_size`."""
-
-    old_size: int
-    new_size: int
-    hashes: tuple[bytes, ...]
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.ConsistencyProof) -> ConsistencyProof:
-        return cls(msg.old_size, msg.new_size, tuple(msg.hashes))
-
-
-@dataclasses.dataclass(frozen=True)
-class HeadProofs:
-    """GetLedgerHead's answer: the current head and the proofs asked for."""
-
-    head: LedgerHead
-    consistency: ConsistencyProof | None  # None when no consistency_from was asked for
-    inclusions: tuple[InclusionProof, ...]  # in the order of the seqs asked for
-
-    @classmethod
-    def from_proto(cls, msg: unlearning_service_pb2.GetLedgerHeadResponse) -> HeadProofs:
-        consistency = ConsistencyProof.from_proto(msg.consistency) if msg.HasField("consistency") else None
-        return cls(LedgerHead.from_proto(msg.head), consistency, tuple(map(InclusionProof.from_proto, msg.inclusions)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,16 +235,12 @@ class Receipt:
         return self.status is ForgetStatus.APPLIED
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the receipt as JSON, the form `forgetd forget --json` prints (forgetd.client.receipts)."""
-        from forgetd.client.receipts import save_receipt
-
+        """Write the receipt as JSON, the form `forgetd forget --json` prints."""
         save_receipt(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Receipt:
         """Read a receipt saved by `save` (or printed by `forgetd forget --json`); InvalidReceipt if malformed."""
-        from forgetd.client.receipts import load_receipt
-
         return load_receipt(path)
 
     @classmethod
@@ -302,3 +272,99 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [to_jsonable(v) for v in value]
     return value
+
+
+# -------------------------------------------------------------------------------------------- receipt JSON
+
+
+def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
+    """The receipt as JSON-ready values (bytes as hex): the form `forgetd forget --json` prints."""
+    return to_jsonable(receipt)  # type: ignore[no-any-return]
+
+
+def save_receipt(receipt: Receipt, path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(json.dumps(receipt_to_json(receipt), indent=2, sort_keys=True) + "\n")
+
+
+def load_receipt(path: str | os.PathLike[str]) -> Receipt:
+    """Read a receipt file; InvalidReceipt names what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InvalidReceipt(f"{path}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InvalidReceipt(f"{path}: not JSON ({exc})") from None
+    return receipt_from_json(data)
+
+
+def _hex(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidReceipt(f"receipt field {name!r} must be a hex string, got {value!r}")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise InvalidReceipt(f"receipt field {name!r} is not hexadecimal") from None
+
+
+def _int(data: dict[str, Any], key: str, where: str = "") -> int:
+    value = _get(data, key, where)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidReceipt(f"receipt field {where + key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _get(data: Any, key: str, where: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise InvalidReceipt(f"receipt field {where.rstrip('.') or 'receipt'!r} must be an object")
+    if key not in data:
+        raise InvalidReceipt(f"receipt field {where + key!r} is missing")
+    return data[key]
+
+
+def _proof(data: Any, where: str) -> InclusionProof | None:
+    if data is None:
+        return None
+    hashes = _get(data, "hashes", where)
+    if not isinstance(hashes, list):
+        raise InvalidReceipt(f"receipt field {where + 'hashes'!r} must be a list of hex strings")
+    return InclusionProof(_int(data, "seq", where), _int(data, "tree_size", where),
+                          tuple(_hex(h, where + "hashes") for h in hashes))
+
+
+def receipt_from_json(data: Any) -> Receipt:
+    """The Receipt a JSON object describes (receipt_to_json's inverse)."""
+    head_data = _get(data, "head")
+    head = None
+    if head_data is not None:
+        head = LedgerHead(_int(head_data, "size", "head."), _hex(_get(head_data, "chain_hash", "head."), "head.chain_hash"),
+                          _hex(_get(head_data, "merkle_root", "head."), "head.merkle_root"),
+                          _hex(_get(head_data, "signature", "head."), "head.signature"),
+                          _hex(_get(head_data, "public_key", "head."), "head.public_key"))
+    result_data = data.get("result")
+    result = None
+    if result_data is not None:
+        try:
+            result = ForgetResult(**{**result_data, "shard_digests": tuple(result_data["shard_digests"])})
+        except (TypeError, KeyError) as exc:
+            raise InvalidReceipt(f"receipt field 'result' is malformed ({exc})") from None
+    try:
+        samples = tuple(SampleOutcome(**s) for s in data.get("samples", []))
+        status = ForgetStatus(_get(data, "status"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidReceipt(f"receipt field 'samples' or 'status' is malformed ({exc})") from None
+    request_id = _get(data, "request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidReceipt(f"receipt field 'request_id' must be a non-empty string, got {request_id!r}")
+    return Receipt(
+        request_id=request_id,
+        status=status,
+        requested_seq=_int(data, "requested_seq"),
+        requested_leaf_hash=_hex(_get(data, "requested_leaf_hash"), "requested_leaf_hash"),
+        applied_seq=_int(data, "applied_seq"),
+        applied_leaf_hash=_hex(_get(data, "applied_leaf_hash"), "applied_leaf_hash"),
+        head=head,
+        requested_proof=_proof(data.get("requested_proof"), "requested_proof."),
+        applied_proof=_proof(data.get("applied_proof"), "applied_proof."),
+        result=result,
+        samples=samples,
+    )

@@ -104,6 +104,8 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 class ServerConfig:
     store: Path  # a trained store (`forgetd train`); the ledger and the head key live inside it
     listen: str = DEFAULT_LISTEN  # HOST:PORT; port 0 picks a free port (create_server returns it)
+    # HOST:PORT of the HTTP front (OIP REST, unlearning, ledger, metrics, dashboard); None = no HTTP port
+    http_listen: str | None = None
     device: str = "auto"  # auto = cuda when present; the live parameters stay on this device
     token: str | None = None  # bearer token required for Forget; None = no auth (local use only)
     tls_cert: Path | None = None  # PEM server certificate chain; with tls_key, the port speaks TLS only
@@ -115,6 +117,11 @@ class ServerConfig:
     max_batch_requests: int = 256  # Forget requests the worker coalesces into one engine call
     grace_seconds: float = 30.0  # on shutdown, how long calls in flight (a waited Forget) may take to finish
     threads: int = 16  # gRPC handler threads; a waited Forget holds one until applied
+    # The unlearning SLA (server/observe/sla.py): the target mean time, in seconds, from acknowledging a Forget
+    # to serving the model without it, over the last `sla_window` applied batches; None = no target (the mean
+    # is still measured and exported).
+    sla_seconds: float | None = None
+    sla_window: int = 20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", Path(self.store))
@@ -122,10 +129,12 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise InvalidConfig(f"listen address {self.listen!r} is not HOST:PORT; use e.g. 127.0.0.1:50051 "
-                                "(port 0 picks a free one)")
+        for what, address, example in (("listen", self.listen, "127.0.0.1:50051"),
+                                       ("http listen", self.http_listen, "127.0.0.1:8080")):
+            host, sep, port = (address or "").rpartition(":")
+            if address is not None and (not sep or not host or not port.isdigit() or int(port) > 65535):
+                raise InvalidConfig(f"{what} address {address!r} is not HOST:PORT; use e.g. {example} "
+                                    "(port 0 picks a free one)")
         check_device(self.device)
         if self.token is not None and (not self.token or not self.token.isprintable()
                                        or any(c.isspace() for c in self.token)):
@@ -144,6 +153,10 @@ class ServerConfig:
                                 "(gRPC's own default, 4 MiB)")
         if not self.grace_seconds >= 0:
             raise InvalidConfig(f"grace_seconds is {self.grace_seconds!r}; give 0 or more seconds")
+        if self.sla_seconds is not None and not (isinstance(self.sla_seconds, (int, float)) and self.sla_seconds > 0):
+            raise InvalidConfig(f"sla_seconds is {self.sla_seconds!r}; give a positive number of seconds, or none")
+        if not isinstance(self.sla_window, int) or isinstance(self.sla_window, bool) or self.sla_window < 1:
+            raise InvalidConfig(f"sla_window is {self.sla_window!r}; give a whole number of batches, at least 1")
 
     @property
     def tls(self) -> bool:

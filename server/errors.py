@@ -58,7 +58,7 @@ class AlreadyForgotten(_IdsError):
         super().__init__("sample id(s) already forgotten", ids)
 
 
-# Daemon errors: raised at the gRPC boundary and turned into status codes by server/service.py's table.
+# Daemon errors: raised at the gRPC boundary and turned into status codes by server/api/v1.py's table.
 
 
 class InvalidRequest(ForgetdError):
@@ -74,4 +74,16 @@ class RequestIdConflict(ForgetdError):
 
 
 class NotServing(ForgetdError):
-    """The daemon is still loading its model or is shutting down; the caller may retry."""
+    """The daemon is loading its model, shutting down, or halted until a restart; the caller may retry."""
+
+
+# Ledger events (server/runtime/events.py). ValueError too, since they replaced bare ValueErrors: a caller that
+# catches ValueError (the replay's list of failures) still catches them.
+
+
+class MalformedEvent(ForgetdError, ValueError):
+    """A ledger entry read back does not follow the event schema: the message names the seq and the field."""
+
+
+class InvalidEvent(ForgetdError, ValueError):
+    """An event about to be written would break the schema (a bug in its caller, never a client's doing)."""

@@ -1,6 +1,8 @@
 """Replay: re-execute the ledger's forget.applied batches on a scratch copy of an audit vault, comparing digests.
 
-The auditor (forgetd.client.audit.auditor) reads and checks the ledger itself and hands this module only what to
+The one module of the server the auditor imports (forgetd.client.audit, lazily: it needs torch), so everything
+the audit asks of the server is here: the replay, the store's own predictions for the live check, and the
+vault operations of a seal. The auditor reads and checks the ledger itself and hands this module only what to
 run: for each batch, the strategy it asked for, its subjects' refs in the order the engine was given them,
 and the outcome and digests the ledger recorded. Raw ids are recovered here from the vault's own rows (the
 HMAC of every id under the deployment key), so the ledger never needs to hold one.
@@ -14,23 +16,28 @@ tolerance, reported as such.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from forgetd.ledger import subject_ref
-
 from forgetd.server.errors import ForgetdError
-from forgetd.server.store.layout import Manifest
-from forgetd.server.store.vault import RECORD, ROWS, copy_rows, link_or_copy, sha256_file, sweep_stale
+from forgetd.server.store import vault as _vault
+from forgetd.server.store.layout import Manifest, StorePaths
+from forgetd.server.store.vault import RECORD, copy_rows, link_or_copy, sha256_file, sweep_stale
 
-__all__ = ["ReplayBatch", "ReplayMismatch", "ReplayResult", "replay", "DEFAULT_TOLERANCE"]
+if TYPE_CHECKING:
+    from forgetd.server.engine.engine import Engine, ForgetReport
+
+__all__ = ["DEFAULT_TOLERANCE", "ForgetdError", "ReplayBatch", "ReplayMismatch", "ReplayResult", "default_device",
+           "remove_vault", "replay", "snapshot_vault", "store_predictions", "vault_names"]
 
 # What a vault or a ledger the daemon did not write could make the engine raise: a finding, not a crash
 # (RuntimeError covers torch's own errors, e.g. an unavailable CUDA device).
@@ -98,29 +105,52 @@ def _device_type(device: str | None) -> str | None:
 def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
     """A private, writable copy of `vault` that Engine.open accepts (links for files, a copy of the rows)."""
     sweep_stale(parent.parent)
-    scratch = parent / f".replay-{os.getpid()}-{os.urandom(4).hex()}"
-    scratch.mkdir(parents=True)
+    scratch = StorePaths(parent / f".replay-{os.getpid()}-{os.urandom(4).hex()}")
+    scratch.root.mkdir(parents=True)
+    rows = StorePaths(vault).rows.name
     for src in sorted(vault.rglob("*")):
-        rel = src.relative_to(vault)
-        dst = scratch / rel
+        dst = scratch.root / src.relative_to(vault)
         if src.is_dir():
             dst.mkdir(exist_ok=True)
-        elif src.name == ROWS:
+        elif src.name == rows:
             copy_rows(src, dst)
         elif src.name != RECORD:
             dst.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(src, dst)
-    (scratch / "keys").mkdir(mode=0o700)
-    fd = os.open(scratch / "keys" / "subject.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    scratch.keys.mkdir(mode=0o700)
+    fd = os.open(scratch.subject_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(subject_key)
-    return scratch
+    return scratch.root
 
 
 def remove_scratch(scratch: Path) -> None:
-    for rows in scratch.glob(f"{ROWS}*"):
-        rows.unlink(missing_ok=True)  # the held rows first
+    rows = StorePaths(scratch).rows
+    for held in scratch.glob(f"{rows.name}*"):
+        held.unlink(missing_ok=True)  # the held rows first
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass
+class _Run:
+    """What a replay has done so far; `result` freezes it."""
+
+    device: str
+    started: float  # perf_counter at the start of the timed span
+    replayed: int = 0
+    skipped: int = 0
+    forget_seconds: float = 0.0
+    bitwise: bool = True
+    mismatch: ReplayMismatch | None = None
+
+    def result(self, engine: Engine | None, scratch: Path, *, max_abs_diff: float | None = None,
+               tolerance: float | None = None) -> ReplayResult:
+        elapsed = time.perf_counter() - self.started  # the re-execution; hashing its output below is checking
+        version, digest, shards = ((engine.version, engine.digest(), tuple(engine.shard_digests()))
+                                   if engine is not None else (None, None, ()))
+        manifest, artifacts = _artifacts(scratch) if engine is not None and self.mismatch is None else (None, None)
+        return ReplayResult(self.replayed, self.skipped, self.device, self.bitwise, self.mismatch, elapsed,
+                            self.forget_seconds, version, digest, shards, max_abs_diff, tolerance, manifest, artifacts)
 
 
 def replay(
@@ -149,64 +179,61 @@ def replay(
     # the replay, outside its timed span, or the ratio would compare a cold process with a warm one.
     with deterministic():
         pass
-    started = time.perf_counter()
+    run = _Run(device, time.perf_counter())
     scratch = make_scratch(vault, scratch_parent, subject_key)
-    engine = None
-    replayed = skipped = 0
-    forget_seconds = 0.0
-    bitwise = True
-    mismatch: ReplayMismatch | None = None
-
-    def result(**extra: object) -> ReplayResult:
-        elapsed = time.perf_counter() - started  # the re-execution; hashing its output below is checking
-        state = (engine.version, engine.digest(), tuple(engine.shard_digests())) if engine is not None else (None, None, ())
-        manifest, artifacts = _artifacts(scratch) if engine is not None and mismatch is None else (None, None)
-        return ReplayResult(replayed, skipped, device, bitwise, mismatch, elapsed,
-                            forget_seconds, state[0], state[1], state[2], manifest=manifest, artifacts=artifacts,
-                            **extra)  # type: ignore[arg-type]
-
+    engine: Engine | None = None
     try:
         try:
             engine = Engine.open(scratch, device=device)
         except _FAILURES as exc:
-            mismatch = ReplayMismatch(None, f"the vault does not open as a store: {exc}")
-            return result()
-        by_ref = {subject_ref(subject_key, sid): sid for sid in engine.sample_ids()}
-        for batch in batches:
-            mismatch, seconds = _replay_one(engine, batch, by_ref)
-            same_device = _device_type(batch.device or recorded_device) == _device_type(device)
-            if mismatch is not None and (same_device or not mismatch.digest_only):
-                return result()
-            mismatch = None
-            if batch.outcomes:
-                replayed += 1
-                forget_seconds += seconds
-            else:
-                skipped += 1
-            bitwise = bitwise and same_device
-            if on_step is not None:
-                on_step(1)
-        if not bitwise and live_store is not None:
+            run.mismatch = ReplayMismatch(None, f"the vault does not open as a store: {exc}")
+            return run.result(None, scratch)
+        if not _replay_all(engine, subject_key, batches, recorded_device, run, on_step):
+            return run.result(engine, scratch)
+        if not run.bitwise and live_store is not None:
             diff = _max_abs_diff(engine, live_store)
             if diff is None or diff > tolerance:
-                mismatch = ReplayMismatch(None, f"replayed parameters differ from the live store's beyond the "
-                                                f"tolerance {tolerance:g} (batches ran on another device type)",
-                                          f"max |delta| <= {tolerance:g}", "unreadable" if diff is None else f"{diff:.3g}")
-            return result(max_abs_diff=diff, tolerance=tolerance)
-        return result()
+                run.mismatch = ReplayMismatch(None, f"replayed parameters differ from the live store's beyond the "
+                                                    f"tolerance {tolerance:g} (batches ran on another device type)",
+                                              f"max |delta| <= {tolerance:g}",
+                                              "unreadable" if diff is None else f"{diff:.3g}")
+            return run.result(engine, scratch, max_abs_diff=diff, tolerance=tolerance)
+        return run.result(engine, scratch)
     finally:
         if engine is not None:
             engine.close()
         remove_scratch(scratch)
 
 
+def _replay_all(engine: Engine, subject_key: bytes, batches: Sequence[ReplayBatch], recorded_device: str | None,
+                run: _Run, on_step: Callable[[int], None] | None) -> bool:
+    """Replay every batch into `run`; False at the first difference owed on this device (left in run.mismatch)."""
+    by_ref = {subject_ref(subject_key, sid): sid for sid in engine.sample_ids()}
+    for batch in batches:
+        mismatch, seconds = _replay_one(engine, batch, by_ref)
+        same_device = _device_type(batch.device or recorded_device) == _device_type(run.device)
+        if mismatch is not None and (same_device or not mismatch.digest_only):
+            run.mismatch = mismatch
+            return False
+        if batch.outcomes:
+            run.replayed += 1
+            run.forget_seconds += seconds
+        else:
+            run.skipped += 1
+        run.bitwise = run.bitwise and same_device
+        if on_step is not None:
+            on_step(1)
+    return True
+
+
 def _artifacts(scratch: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    manifest = Manifest.read(scratch / "CURRENT.json").to_json()
+    paths = StorePaths(scratch)
+    manifest = Manifest.read(paths.manifest).to_json()
     manifest.pop("tag", None)
-    return manifest, {name: sha256_file(scratch / "artifacts" / name) for name in sorted(set(manifest["files"].values()))}
+    return manifest, {name: sha256_file(paths.artifact(name)) for name in sorted(set(manifest["files"].values()))}
 
 
-def _replay_one(eng: Any, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:
+def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:
     """The first difference between the batch as recorded and as replayed (None: none), and the engine's time."""
     if not batch.outcomes:  # the daemon changed nothing: neither may the ledger's digests
         if batch.digest != eng.digest():
@@ -228,7 +255,7 @@ def _replay_one(eng: Any, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[R
     return _compare(batch, got), float(got.seconds)
 
 
-def _compare(batch: ReplayBatch, got: Any) -> ReplayMismatch | None:
+def _compare(batch: ReplayBatch, got: ForgetReport) -> ReplayMismatch | None:
     for want, have in zip(batch.outcomes, got.samples):
         have_t = (want[0], int(have.shard), int(have.slice), str(have.region), str(have.strategy),
                   str(have.guarantee).lower())
@@ -255,13 +282,14 @@ def _fmt(outcome: Sequence[object]) -> str:
     return f"shard {shard} slice {sl} {region} {strategy} ({guarantee})"
 
 
-def _max_abs_diff(engine: object, live_store: Path) -> float | None:
+def _max_abs_diff(engine: Engine, live_store: Path) -> float | None:
+    paths = StorePaths(live_store)
     try:
-        manifest = Manifest.read(live_store / "CURRENT.json")
+        manifest = Manifest.read(paths.manifest)
         worst = 0.0
-        for k, replayed in enumerate(engine._shards):  # type: ignore[attr-defined]
-            live = np.load(live_store / "artifacts" / manifest.files[f"shard{k}.params"], allow_pickle=False)[-1]
-            worst = max(worst, float(np.max(np.abs(live.astype(np.float64) - replayed.checkpoints.live))))
+        for k, replayed in enumerate(engine.snapshot().params):  # (P,) per shard, on the engine's device
+            live = np.load(paths.artifact(manifest.files[f"shard{k}.params"]), allow_pickle=False)[-1]
+            worst = max(worst, float(np.max(np.abs(live.astype(np.float64) - replayed.cpu().numpy()))))
         return worst
     except (OSError, ValueError, KeyError, ForgetdError):
         return None
@@ -273,24 +301,42 @@ def store_predictions(store: Path, rows: int = 32) -> tuple[np.ndarray, np.ndarr
     The auditor sends the same X to a daemon's Predict: equal answers show the daemon *serves* the parameters
     the data check proved equal to the ledger head, rather than only reporting their digest.
     """
-    import json
-
     import torch
 
     from forgetd.server.config import EngineConfig
     from forgetd.server.engine.model import MLPShape, ModelSnapshot
 
-    meta = json.loads((store / "store.json").read_text())
+    paths = StorePaths(store)
+    meta = json.loads(paths.meta.read_text())
     config = EngineConfig.from_json_dict(meta["config"])
     shape = MLPShape(int(meta["num_features"]), config.hidden_sizes, int(meta["num_classes"]))
-    manifest = Manifest.read(store / "CURRENT.json")
+    manifest = Manifest.read(paths.manifest)
     params = tuple(
-        torch.from_numpy(np.load(store / "artifacts" / manifest.files[f"shard{k}.params"], allow_pickle=False)[-1].copy())
+        torch.from_numpy(np.load(paths.artifact(manifest.files[f"shard{k}.params"]), allow_pickle=False)[-1].copy())
         for k in range(config.shards)
     )
-    with np.load(store / "test.npz", allow_pickle=False) as z:
+    with np.load(paths.test, allow_pickle=False) as z:
         X = np.ascontiguousarray(z["X"][:rows], dtype=np.float32)  # (B, F)
     if len(X) == 0:  # a store trained without a test split: any rows will do
         X = np.random.default_rng(0).standard_normal((rows, shape.num_features)).astype(np.float32)
     snapshot = ModelSnapshot(manifest.version, "", (), shape, params, config.aggregation, "cpu")
     return X, snapshot.predict_proba(X)
+
+
+# ------------------------------------------------------------------------------------------------ the seal
+# What `forgetd verify --seal` does to the store's vaults (the work is forgetd.server.store.vault's). They
+# raise ForgetdError, re-exported above for the auditor to catch.
+
+
+def snapshot_vault(store: Path, name: str) -> dict[str, Any]:
+    """Snapshot the store's live state as the vault audit/<name>; its record, as the ledger commits it."""
+    return _vault.create_vault(store, name).to_json()
+
+
+def vault_names(store: Path) -> list[str]:
+    """The vaults the store holds (hidden build and scratch directories excluded)."""
+    return _vault.vault_names(store)
+
+
+def remove_vault(store: Path, name: str) -> None:
+    _vault.remove_vault(store, name)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from forgetd.server.errors import InvalidConfig
 
 __all__ = ["STRATEGIES", "CONCRETE_STRATEGIES", "DEFAULT_STRATEGIES", "AUTO", "RETRAIN", "SISA", "DPUS", "HS", "OHS",
-           "EXACT", "APPROXIMATE", "GUARANTEES", "AGGREGATIONS", "DEVICES", "check_device", "resolve_device"]
+           "EXACT", "APPROXIMATE", "GUARANTEES", "UPDATE_REGION", "RETRAIN_REGION", "REGIONS", "AGGREGATIONS",
+           "DEVICES", "check_device", "resolve_device"]
 
 AUTO, RETRAIN, SISA, DPUS, HS, OHS = "auto", "retrain", "sisa", "dpus", "hs", "ohs"
 STRATEGIES = (AUTO, RETRAIN, SISA, DPUS, HS, OHS)  # what a request may name
@@ -19,6 +20,11 @@ DEFAULT_STRATEGIES = (HS, OHS)  # what "auto" may stand for (EngineConfig.defaul
 EXACT = "exact"  # the model is what retraining without the samples would give, bit for bit on the same device
 APPROXIMATE = "approximate"  # the samples' recorded updates were subtracted; traces may remain (docs/unlearning.md)
 GUARANTEES = (EXACT, APPROXIMATE)
+
+# Where a sample's slice lies: slices 1..S-m are the update region (increments recorded, DPUS can subtract
+# them), S-m+1..S the retrain region (docs/unlearning.md, the threshold m).
+UPDATE_REGION, RETRAIN_REGION = "update", "retrain"
+REGIONS = (UPDATE_REGION, RETRAIN_REGION)
 
 AGGREGATIONS = ("mean", "vote")  # how shard outputs combine: mean of probabilities, or majority of labels
 

@@ -37,7 +37,7 @@ SMALL_CONFIG = dict(slices=4, epochs=1, hidden_sizes=(16, 16), batch_size=32, se
 
 def train_small_store(path: Path, *, rows: int = SMALL_ROWS, **overrides: Any) -> Path:
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
 
     config = EngineConfig(**{**SMALL_CONFIG, "device": "cpu", **overrides})

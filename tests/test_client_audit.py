@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import REPO, running_daemon, train_small_store
-from forgetd.client import Client, Receipt
-from forgetd.client.audit.auditor import AuditReport, audit
+from forgetd.client import Client, HeadProofs, Receipt
+from forgetd.client.audit import AuditReport, StoreSealError, audit
 from forgetd.client.cli.main import main
 from forgetd.client.receipts import save_receipt
-from forgetd.ledger import Ledger, subject_ref
+from forgetd.ledger import Ledger, LedgerError, subject_ref
 from forgetd.ledger.store import TRIGGERS_SQL
 
 ADULT = REPO.parent / "shared/datasets/adult"
@@ -100,7 +101,7 @@ def test_batches_of_several_ids_replay(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (ADULT / "adult.data").is_file(), reason=f"UCI Adult not found at {ADULT}")
 def test_adult_subset_verifies_after_mixed_forgets(tmp_path: Path) -> None:
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
 
     ds = load_dataset("adult", ADULT).subset(600, 100)
@@ -386,6 +387,17 @@ def test_daemon_reporting_the_head_but_serving_other_parameters_fails_the_live_c
     assert "Predict answers differ from the live parameters'" in first
 
 
+def test_a_malformed_server_head_is_a_finding(store: Path) -> None:
+    class MalformedHead(Client):
+        def head(self, *, consistency_from: int = 0, inclusion_seqs: Sequence[int] = ()) -> HeadProofs:
+            real = super().head(consistency_from=consistency_from, inclusion_seqs=inclusion_seqs)
+            return dataclasses.replace(real, head=dataclasses.replace(real.head, chain_hash=b"short"))
+
+    with running_daemon(store) as running, MalformedHead(running.address) as client:
+        first = failed(audit(store, server=client), "live")
+    assert "the server's head is malformed" in first
+
+
 # ------------------------------------------------------------------------------------------------ events
 
 
@@ -464,6 +476,30 @@ def test_seal_is_refused_when_a_check_failed(case: Forgotten) -> None:
     assert (case.store / "audit/genesis").is_dir()
 
 
+def test_a_refused_snapshot_is_one_error_line(case: Forgotten, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgetd.server import replay as server_replay
+
+    def refuse(store: Path, name: str) -> dict[str, object]:
+        raise server_replay.ForgetdError("no space left on device")
+
+    monkeypatch.setattr(server_replay, "snapshot_vault", refuse)
+    result = CliRunner().invoke(main, ["verify", "--store", str(case.store), "--seal", "--json"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == "Error: cannot snapshot the verified state: no space left on device"
+
+
+def test_a_seal_the_ledger_refuses_is_a_store_seal_error(case: Forgotten, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forgetd.client.audit.seal as seal_module
+
+    class ReadOnly:
+        def __init__(self, path: Path) -> None:
+            raise LedgerError(f"{path}: attempt to write a readonly database")
+
+    monkeypatch.setattr(seal_module, "Ledger", ReadOnly)
+    with pytest.raises(StoreSealError, match="attempt to write a readonly database"):
+        audit(case.store, seal=True)
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -531,3 +567,17 @@ def test_every_audit_command_has_help() -> None:
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output
 
+
+
+@pytest.mark.slow
+def test_the_audit_bench_trains_and_serves_through_the_commands(tmp_path: Path) -> None:
+    # `forgetd train` and `forgetd serve` (port 0, waited on through health) in subprocesses, then the audit.
+    result = CliRunner().invoke(main, ["bench", "audit", "--entries", "20", "--forgets", "3", "--rows", "200",
+                                       "--json", "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["chain"]["entries"] == 20
+    replay = figures["replay"]
+    assert replay["forgets"] == 3 and replay["ok"] is True and replay["bitwise"] is True
+    assert replay["daemon_apply_s"] > 0 and replay["replay_s"] > 0
+    assert list(tmp_path.iterdir()) == []  # the scratch space is removed, daemon stopped

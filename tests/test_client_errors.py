@@ -145,3 +145,17 @@ def test_the_client_package_does_not_import_torch_or_numpy() -> None:
     code = "import sys, forgetd.client; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_clients_own_errors_share_the_one_root() -> None:
+    # A receipt it cannot read, a store file the auditor cannot read, a refused seal: no status code, the
+    # same root as a failed call, so a command catches ForgetdClientError alone.
+    from forgetd.client.audit import StoreSealError, StoreUnreadable
+    from forgetd.client.audit.store_reader import StoreUnreadable as ReaderUnreadable
+    from forgetd.client.receipts import InvalidReceipt
+
+    for cls in (StoreSealError, StoreUnreadable, InvalidReceipt):
+        assert issubclass(cls, ForgetdClientError) and cls.code is None
+        assert str(cls("the reason")) == "the reason"
+    assert ReaderUnreadable is StoreUnreadable
+    assert issubclass(InvalidReceipt, ValueError)  # as it was before it joined the tree

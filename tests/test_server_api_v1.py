@@ -19,7 +19,7 @@ from forgetd.ledger import BadSignature, Head, InclusionProof, Ledger, verify_le
 from forgetd.ledger.proofs import ConsistencyProof
 from forgetd.server.config import MIB
 from forgetd.server.engine.engine import Engine
-from forgetd.server.api.v1 import INTERNAL_MESSAGE
+from forgetd.server.api.status import INTERNAL_MESSAGE
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
 from helpers import RunningDaemon, running_daemon
@@ -382,7 +382,7 @@ def test_a_restarted_daemon_serves_the_same_version_and_writes_no_second_genesis
 
 def test_a_sample_id_in_another_unicode_normal_form_names_the_same_sample(tmp_path: Path) -> None:
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import Dataset
+    from forgetd.server.data import Dataset
 
     from helpers import SMALL_CONFIG
 

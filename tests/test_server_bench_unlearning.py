@@ -95,6 +95,13 @@ def test_cli_errors_say_how_to_fix(tmp_path: Path, args: list[str], message: str
     assert result.output.strip() == message
 
 
+def test_the_bench_runs_every_concrete_strategy_cheapest_first() -> None:
+    from forgetd.server.vocabulary import CONCRETE_STRATEGIES
+
+    assert sorted(BENCH_STRATEGIES) == sorted(CONCRETE_STRATEGIES)
+    assert BENCH_STRATEGIES == ("dpus", "hs", "ohs", "sisa", "retrain")  # the order results.json and the table keep
+
+
 def test_config_rejects_a_bad_device() -> None:
     with pytest.raises(InvalidConfig, match="choose auto, cpu, cuda or cuda:N"):
         BenchConfig(data="synthetic", device="tpu")

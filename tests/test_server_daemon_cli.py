@@ -17,7 +17,7 @@ def test_serve_has_help_naming_every_flag() -> None:
     result = CliRunner().invoke(main, ["serve", "-h"])
     assert result.exit_code == 0
     for flag in ("--store", "--listen", "--device", "--token-file", "--tls-cert", "--tls-key", "--tls-client-ca",
-                 "--max-forget-ids", "--max-predict-rows", "--max-message-mib"):
+                 "--http-listen", "--max-forget-ids", "--max-predict-rows", "--max-message-mib"):
         assert flag in result.output
 
 
@@ -42,6 +42,26 @@ def test_serve_refuses_a_bad_configuration_with_one_error_line(tmp_path: Path, s
         result = CliRunner().invoke(main, ["serve", *args])
         assert result.exit_code == 1, result.output
         assert result.output.strip().splitlines()[-1].startswith(want), result.output
+
+
+def test_device_flags_take_what_the_vocabulary_accepts() -> None:
+    from forgetd.server.cli.options import DEVICE
+
+    assert [DEVICE.convert(d, None, None) for d in ("auto", "cpu", "cuda", "cuda:1")] == ["auto", "cpu", "cuda", "cuda:1"]
+    for command, required in ((["serve"], []), (["train"], ["--data", "synthetic", "--store", "s"]),
+                              (["bench", "serving"], [])):
+        result = CliRunner().invoke(main, [*command, *required, "--device", "tpu"])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--device': device is 'tpu'; choose auto, cpu, cuda or cuda:N" in result.output
+        assert "--device [auto|cpu|cuda[:N]]" in CliRunner().invoke(main, [*command, "-h"]).output
+
+
+def test_bench_serving_names_the_strategies_it_takes() -> None:
+    help_ = CliRunner().invoke(main, ["bench", "serving", "-h"]).output
+    assert "[default: dpus,hs,ohs,sisa,retrain]" in help_
+    result = CliRunner().invoke(main, ["bench", "serving", "--strategies", "dpus,auto"])
+    assert result.exit_code == 2
+    assert "unknown strategy 'auto'; choose from retrain, sisa, dpus, hs, ohs" in result.output
 
 
 @pytest.mark.slow
@@ -70,3 +90,5 @@ def test_bench_serving_runs_tiny_and_reports_every_figure(tmp_path: Path) -> Non
     assert set(figures["predict"]) == {"1 row", "8 rows"}
     assert all(p["forgetd_p50_ms"] > 0 and p["echo_p50_ms"] > 0 and p["p50_ratio"] > 0 for p in figures["predict"].values())
     assert set(figures["forget_done_ms"]) == {"dpus", "sisa"} and figures["forget_ack_ms"]["p50"] > 0
+    assert set(figures["fronts"]) == {"predict", "echo", "model_infer", "rest", "rest_echo"}
+    assert all(figures["front_ratios"].values())

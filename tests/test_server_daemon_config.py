@@ -10,8 +10,9 @@ import pytest
 
 from forgetd.server import errors
 from forgetd.server.config import MIB, ServerConfig
-from forgetd.server.daemon.server import server_credentials
-from forgetd.server.api.v1 import INTERNAL_MESSAGE, check_features, parse_forget, status_for
+from forgetd.server.api.convert import check_features, parse_forget
+from forgetd.server.api.status import INTERNAL_MESSAGE, status_for
+from forgetd.server.daemon.auth import server_credentials
 from forgetd.v1 import common_pb2, inference_service_pb2, unlearning_service_pb2
 
 

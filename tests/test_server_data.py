@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from forgetd.server.data.loaders import Dataset, load_dataset, split_is_test
+from forgetd.server.data import Dataset, load_dataset, split_is_test
 from forgetd.server.errors import DataError
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "adult"
@@ -367,3 +369,55 @@ def test_adult_full_files():
     assert sub.X_train.shape == (1000, 108) and sub.y_test.shape == (200,)
     # Pinned: the digest goes into the ledger's genesis event, so the encoding must not drift.
     assert ds.digest() == "9d874ff504b8d9ab37ff55c982501fd00cd4e24b0a1cbb6e4d4b5d89d6e065c8"
+
+
+# --- the package, the registry and the KIND:PATH spec ---------------------------------------------
+
+
+def test_every_public_name_is_importable_from_the_package():
+    import forgetd.server.data as data
+
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'Loader'"):
+        data.Loader  # noqa: B018 - a name the package does not have is an AttributeError, not None
+
+
+def test_the_spec_and_the_registry_name_the_same_kinds():
+    from forgetd.server.data import DATA_KINDS, DATA_SPEC_HELP, KINDS
+
+    assert set(KINDS) == set(DATA_KINDS)
+    assert all(kind in DATA_SPEC_HELP for kind in DATA_KINDS)
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("adult:../data/adult", ("adult", "../data/adult")),
+    ("csv:people.csv", ("csv", "people.csv")),
+    ("npz:C:/x.npz", ("npz", "C:/x.npz")),  # only the first colon separates
+    ("synthetic", ("synthetic", None)),
+])
+def test_a_data_spec_names_a_kind_and_its_path(spec, want):
+    from forgetd.server.data import parse_data_spec
+
+    assert parse_data_spec(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["adult", "csv:", "synthetic:rows", "parquet:x.parquet", ""])
+def test_a_bad_data_spec_says_what_to_give(spec):
+    from forgetd.server.data import parse_data_spec
+
+    with pytest.raises(DataError, match=re.escape(f"data is {spec!r}; give adult:DIR, csv:PATH, npz:PATH or synthetic")):
+        parse_data_spec(spec)
+
+
+def test_the_spec_and_the_train_help_need_no_numpy():
+    # `forgetd -h` lists every command, so the train command's module (which reads spec.py) must import on a
+    # client-only install.
+    code = ("import sys; sys.modules['numpy'] = None; sys.modules['torch'] = None\n"
+            "from forgetd.server.data.spec import parse_data_spec\n"
+            "assert parse_data_spec('synthetic') == ('synthetic', None)\n"
+            "from forgetd.client.cli.main import main\n"
+            "main(['train', '-h'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "adult:DIR, csv:PATH, npz:PATH" in done.stdout

@@ -15,9 +15,10 @@ import torch
 
 from forgetd.server.engine import strategies
 from forgetd.server.config import EngineConfig
-from forgetd.server.data.loaders import Dataset, load_dataset
+from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import AlreadyForgotten, EmptyRequest, InvalidStrategy, UnknownSample
+from forgetd.server.engine.increments import subtract
 from forgetd.server.engine.model import MLPShape
 from forgetd.server.store.rows import RowStore
 from forgetd.server.store.layout import Manifest
@@ -317,7 +318,13 @@ def test_without_the_checkpoint_correction_dpus_then_sisa_brings_the_sample_back
     view = StoreView(fresh, dataset)
     d1, d2 = in_slice(view, 1), in_slice(view, 3)
     stale = view.retrain(0, view.state(0, 2), 3, [d1, d2])  # restarts from theta_2 that still holds d1
-    monkeypatch.setattr(strategies, "CORRECT_CHECKPOINTS", False)
+
+    def only_the_live_checkpoint(ckpt, sums, start):  # the naive DPUS: theta_S corrected, theta_1..S-1 not
+        S = len(ckpt.params) - 1
+        if S in sums and S < start:
+            ckpt.params[S] = subtract(ckpt.params[S], sums[S])
+
+    monkeypatch.setattr(strategies, "correct_checkpoints", only_the_live_checkpoint)
     fresh.forget([d1], "dpus")
     fresh.forget([d2], "sisa")
     assert np.array_equal(view.params(0)[-1], stale)  # exactly the leak the correction prevents
@@ -371,14 +378,15 @@ def test_same_requests_on_two_copies_give_equal_digests(trained: Path, dataset: 
                 ([ids[200], ids[9]], "auto"), ([ids[300]], "retrain")]
     with Engine.open(a) as ea, Engine.open(b) as eb:
         for i, (req, strategy) in enumerate(requests):
-            ra = ea.forget(req, strategy, tag=f"r{i}")
+            ra = ea.forget(req, strategy, request_ids=[f"r{i}"])
             if i == 2:  # a restart in the middle changes nothing
                 eb.close()
                 eb = Engine.open(b)
-            rb = eb.forget(req, strategy, tag=f"r{i}")
+            rb = eb.forget(req, strategy, request_ids=[f"r{i}"])
             assert (ra.digest, ra.shard_digests, ra.residue_steps) == (rb.digest, rb.shard_digests, rb.residue_steps)
         assert ea.version == eb.version == len(requests)
-        assert ea.live_tag == eb.live_tag == "r5"
+        assert ea.live_batch is not None and ea.live_batch.request_ids == ("r5",)
+        assert ea.live_batch == eb.live_batch
         eb.close()
 
 

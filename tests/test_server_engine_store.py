@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import stat
@@ -14,11 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from forgetd.ledger import subject_ref
 from forgetd.server.store import layout as store_module
 from forgetd.server.config import EngineConfig
-from forgetd.server.data.loaders import Dataset, load_dataset
+from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
-from forgetd.server.errors import StoreError
+from forgetd.server.errors import AlreadyForgotten, DataError, StoreError
 from forgetd.server.store.rows import RowStore
 
 CONFIG = EngineConfig(slices=4, epochs=1, batch_size=32, hidden_sizes=(8,), budget=300, seed=5)
@@ -71,7 +73,7 @@ def test_a_training_killed_midway_leaves_no_store_that_opens(tmp_path: Path) -> 
     script = textwrap.dedent(f"""
         import os
         from forgetd.server.config import EngineConfig
-        from forgetd.server.data.loaders import load_dataset
+        from forgetd.server.data import load_dataset
         from forgetd.server.engine.engine import Engine
         def die(done, total):
             if done * 2 > total:
@@ -97,7 +99,7 @@ def test_the_subject_key_is_private_and_the_records_have_no_floats(engine: Engin
     genesis = engine.genesis_record()
     assert _no_floats(genesis) and genesis["model"]["digest"] == engine.digest()
     assert genesis["config"] == CONFIG.to_json_dict() and genesis["m"] == engine.m
-    result = engine.forget([engine.sample_ids()[0]], "sisa", tag="req-1")
+    result = engine.forget([engine.sample_ids()[0]], "sisa", request_ids=["req-1"])
     assert _no_floats(result.to_json_dict()) and result.to_json_dict()["micros"] > 0
     assert engine.ledger_path == engine.store_dir / "ledger.sqlite"
 
@@ -131,14 +133,15 @@ def test_a_crash_between_commit_and_erasure_is_finished_on_open(engine: Engine, 
 
     monkeypatch.setattr(RowStore, "erase", crash)
     with pytest.raises(StoreError, match="committed but erasing"):
-        engine.forget([victim], "dpus", tag="req-9")
+        engine.forget([victim], "dpus", request_ids=["req-9"])
     monkeypatch.undo()
     digest = engine.digest()
     engine.close()
     with RowStore.open(engine.store_dir / "rows.sqlite") as rows:
         assert victim in rows  # the crash left the row behind...
     with Engine.open(engine.store_dir) as reopened:
-        assert (reopened.version, reopened.live_tag, reopened.digest()) == (1, "req-9", digest)
+        assert reopened.live_batch is not None
+        assert (reopened.version, reopened.live_batch.request_ids, reopened.digest()) == (1, ("req-9",), digest)
         assert not reopened.has_sample(victim)  # ...and opening finished the erasure
     with RowStore.open(engine.store_dir / "rows.sqlite") as rows:
         assert victim not in rows
@@ -185,9 +188,10 @@ def test_vote_aggregation_gives_vote_fractions(dataset: Dataset, tmp_path: Path)
 
 
 def test_store_json_names_the_live_state(engine: Engine) -> None:
-    engine.forget([engine.sample_ids()[1]], "hs", tag="abc")
+    result = engine.forget([engine.sample_ids()[1]], "hs", request_ids=["abc"])
     manifest = json.loads((engine.store_dir / "CURRENT.json").read_text())
-    assert manifest["version"] == 1 and manifest["tag"] == "abc"
+    assert result.tag is not None and manifest["version"] == 1 and manifest["tag"] == result.tag.to_json()
+    assert json.loads(manifest["tag"])["request_ids"] == ["abc"]
     live = set(manifest["files"].values())
     assert {p.name for p in (engine.store_dir / "artifacts").iterdir()} == live
 
@@ -214,3 +218,35 @@ def test_an_engine_nobody_closed_lets_go_of_the_store_when_freed(engine: Engine)
     Engine.open(root)  # opened to check the store, never closed
     with Engine.open(root) as writer:
         assert writer.forget([writer.sample_ids()[0]]).version == 1
+
+
+# -- one name per sample: the NFC subject ref -------------------------------------------------------------------
+
+
+def _renamed(ds: Dataset, names: dict[int, str]) -> Dataset:
+    ids = list(ds.train_ids)
+    for i, name in names.items():
+        ids[i] = name
+    return dataclasses.replace(ds, train_ids=tuple(ids))
+
+
+def test_the_store_names_rows_by_their_ledger_subject_ref_and_any_normal_form_finds_them(
+        dataset: Dataset, tmp_path: Path) -> None:
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    with Engine.train(_renamed(dataset, {0: nfc}), CONFIG, tmp_path / "store") as engine:
+        refs = np.load(tmp_path / "store" / "refs.npy")
+        assert refs[0].tobytes().hex() == subject_ref(engine.subject_key, nfc) == subject_ref(engine.subject_key, nfd)
+        assert refs[1].tobytes().hex() == subject_ref(engine.subject_key, dataset.train_ids[1])
+        report = engine.forget([nfd], "sisa")  # the request's spelling; the row store's is erased
+        assert report.samples[0].sample_id == nfd and not engine.has_sample(nfc)
+        with pytest.raises(AlreadyForgotten):
+            engine.forget([nfc])
+    with RowStore.open(tmp_path / "store" / "rows.sqlite") as rows:
+        assert nfc not in rows and len(rows) == len(dataset.train_ids) - 1
+
+
+def test_training_refuses_two_ids_that_are_one_id_in_nfc(dataset: Dataset, tmp_path: Path) -> None:
+    twins = _renamed(dataset, {0: "caf\u00e9", 1: "cafe\u0301"})
+    with pytest.raises(DataError, match="same id after Unicode NFC normalisation"):
+        Engine.train(twins, CONFIG, tmp_path / "store")
+    assert list(tmp_path.iterdir()) == []

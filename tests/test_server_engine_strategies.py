@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forgetd.server.config import EngineConfig
-from forgetd.server.data.loaders import Dataset, load_dataset
+from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
 from forgetd.server.engine.strategies import route
 

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forgetd.server.errors import ForgetdError, InvalidEvent
 from forgetd.server.runtime import events
 from forgetd.server.runtime.events import LedgerFold, MalformedEvent, ModelState, SubjectOutcome
+from forgetd.server.vocabulary import CONCRETE_STRATEGIES, GUARANTEES, REGIONS
 
 REF_A, REF_B, REF_C = "aa" * 32, "bb" * 32, "cc" * 32
 V0 = ModelState(0, "00" * 32, ("00" * 32,))
@@ -139,6 +141,15 @@ def test_builders_refuse_what_the_parsers_would_refuse() -> None:
         events.genesis_payload({}, "ab", V1)
 
 
+def test_event_errors_are_in_the_servers_tree_and_still_value_errors() -> None:
+    with pytest.raises(InvalidEvent):
+        events.requested_payload("r", [REF_A], "fast", "t")
+    with pytest.raises(MalformedEvent):
+        LedgerFold().add(2, events.GENESIS, b"", {})
+    for cls in (InvalidEvent, MalformedEvent):
+        assert issubclass(cls, ForgetdError) and issubclass(cls, ValueError)
+
+
 def test_event_ids_make_requests_and_batches_idempotent_keys() -> None:
     assert events.requested_event_id("r1") == "forget.requested:r1"
     assert events.applied_event_id(["r1", "r2"]) == "forget.applied:r1"
@@ -147,8 +158,8 @@ def test_event_ids_make_requests_and_batches_idempotent_keys() -> None:
 _subject = st.builds(
     SubjectOutcome,
     subject_ref=st.text("0123456789abcdef", min_size=64, max_size=64),
-    shard=st.integers(0, 2**20), slice=st.integers(1, 2**20), region=st.sampled_from(events.REGIONS),
-    strategy=st.sampled_from(events.RESOLVED_STRATEGIES), guarantee=st.sampled_from(events.GUARANTEES),
+    shard=st.integers(0, 2**20), slice=st.integers(1, 2**20), region=st.sampled_from(REGIONS),
+    strategy=st.sampled_from(CONCRETE_STRATEGIES), guarantee=st.sampled_from(GUARANTEES),
 )
 
 

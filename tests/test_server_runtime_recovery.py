@@ -15,7 +15,7 @@ from forgetd.server import ServerConfig, create_server
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import StoreError
 from forgetd.server.runtime.events import LedgerFold
-from forgetd.server.runtime.ledger_writer import Journal
+from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
 from helpers import running_daemon
@@ -48,26 +48,30 @@ def test_genesis_records_the_engine_the_head_key_and_version_0(store: Path) -> N
 
 def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from_the_store_not_reapplied(
         store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_append = Journal.append
+    real_append = LedgerWriter.append
 
     def disk_fails_on_applied(self, event_type, payload, *, event_id):
         if event_type == "forget.applied":  # the daemon "dies" between the engine's commit and the ledger
             raise OSError(28, "No space left on device")
         return real_append(self, event_type, payload, event_id=event_id)
 
-    monkeypatch.setattr(Journal, "append", disk_fails_on_applied)
+    monkeypatch.setattr(LedgerWriter, "append", disk_fails_on_applied)
     with running_daemon(store) as running:
         _, unlearning = running.stubs()
-        with pytest.raises(grpc.RpcError) as info:
+        with pytest.raises(grpc.RpcError) as info:  # its batch failed: durable, pending until a restart
             forget(unlearning, ["synthetic:4", "synthetic:150"], "crashy")
-        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "must be restarted" in info.value.details()
+        assert "durable at seq 2" in info.value.details()
         with pytest.raises(grpc.RpcError) as info:  # the worker halted: nothing more until a restart
             forget(unlearning, ["synthetic:5"], "after")
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "must be restarted" in info.value.details()
     monkeypatch.undo()
     with Engine.open(store, device="cpu") as engine:
-        assert engine.version == 1 and json.loads(engine.live_tag)["request_ids"] == ["crashy"]
-        assert "synthetic:" not in engine.live_tag  # the store keeps the tag: refs only, never the ids
+        assert engine.version == 1 and engine.live_batch is not None
+        assert engine.live_batch.request_ids == ("crashy",)
+        tag = json.loads((store / "CURRENT.json").read_text())["tag"]
+        assert json.loads(tag)["request_ids"] == ["crashy"]
+        assert "synthetic:" not in tag  # the store keeps the tag: refs only, never the ids
         published = engine.digest()
     with running_daemon(store) as running:
         inference, unlearning = running.stubs()
@@ -86,7 +90,7 @@ def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from
 
 
 def test_a_request_the_engine_never_applied_is_applied_on_restart(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def engine_dies(self, ids, strategy="auto", *, tag=None):
+    def engine_dies(self, ids, strategy="auto", *, request_ids=()):
         raise RuntimeError("killed before publishing anything")
 
     monkeypatch.setattr(Engine, "forget", engine_dies)
@@ -138,12 +142,12 @@ def test_requests_queued_behind_a_running_batch_are_coalesced_by_strategy_in_led
     first_running, release = threading.Event(), threading.Event()
     calls: list[list[str]] = []
 
-    def held_forget(self, ids, strategy="auto", *, tag=None):
+    def held_forget(self, ids, strategy="auto", *, request_ids=()):
         calls.append(list(ids))
         if len(calls) == 1:  # hold the first batch until the others are queued behind it
             first_running.set()
             release.wait(60)
-        return real_forget(self, ids, strategy, tag=tag)
+        return real_forget(self, ids, strategy, request_ids=request_ids)
 
     monkeypatch.setattr(Engine, "forget", held_forget)
     dpus, sisa = common_pb2.STRATEGY_DPUS, common_pb2.STRATEGY_SISA

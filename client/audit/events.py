@@ -22,13 +22,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forgetd.client.types import STRATEGIES
 from forgetd.ledger import Problem
 
 GENESIS = "genesis"
 REQUESTED = "forget.requested"
 APPLIED = "forget.applied"
 AUDIT_VERIFIED = "audit.verified"
-STRATEGIES = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
 
 
 class _Bad(Exception):
@@ -278,7 +278,7 @@ def _strs(obj: Any, key: str, where: str = "", *, nonempty: bool = False) -> tup
     return tuple(value)
 
 
-_STRATEGY_SET = frozenset(STRATEGIES)
+_STRATEGY_SET: frozenset[str] = frozenset(STRATEGIES)
 
 
 def _fast_model(m: Any) -> Model | None:
@@ -322,7 +322,7 @@ def _slow_batch(seq: int, p: Any) -> Batch:
 
 
 _REGIONS = frozenset(("update", "retrain"))
-_RESOLVED = frozenset(STRATEGIES[1:])
+_RESOLVED: frozenset[str] = frozenset(STRATEGIES[1:])
 _GUARANTEES = frozenset(("exact", "approximate"))
 
 

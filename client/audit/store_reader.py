@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from forgetd.client.errors import StoreUnreadable
+
+__all__ = ["ROWS_FORMAT", "StoreUnreadable", "iter_rows", "live_parameters", "npy_last_row", "read_json",
+           "rows_digest", "sha256_file"]
+
 ROWS_FORMAT = "forgetd.rowstore.v1"
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-class StoreUnreadable(Exception):
-    """A store file is missing or malformed; the message names it."""
 
 
 def sha256_file(path: Path) -> str:

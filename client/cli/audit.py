@@ -1,4 +1,4 @@
-"""`forgetd verify` and `forgetd receipt verify`: thin commands over forgetd.client.audit.auditor and .receipts.
+"""`forgetd verify` and `forgetd receipt verify`: thin commands over forgetd.client.audit and .receipts.
 
 The report goes to stdout (a summary, or JSON with --json), the replay's progress bar to stderr. A failed
 verification prints its report and then one `Error: ...` line, exit code 1; a bad command line exits 2.
@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from forgetd.client.receipts import InvalidReceipt, load_receipt
-from forgetd.ledger import Head, InvalidHead, LedgerError
+from forgetd.client.errors import ForgetdClientError, InvalidReceipt
+from forgetd.client.types import Receipt, load_receipt
+from forgetd.ledger import Head, InvalidHead
+
+if TYPE_CHECKING:
+    from forgetd.client.audit import AuditReport
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -28,7 +32,7 @@ def _head(_ctx: click.Context, _param: click.Parameter, value: str | None) -> He
         raise click.BadParameter(str(exc)) from None
 
 
-def _receipt(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Any:
+def _receipt(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Receipt | None:
     if value is None:
         return None
     try:
@@ -43,7 +47,7 @@ def _device(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     raise click.BadParameter(f"{value!r} is not cpu, cuda or cuda:N")
 
 
-def _print(report: Any, as_json: bool) -> None:
+def _print(report: AuditReport, as_json: bool) -> None:
     click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True) if as_json else report.text())
 
 
@@ -58,10 +62,10 @@ def _print(report: Any, as_json: bool) -> None:
 @click.option("--seal", is_flag=True,
               help="After every check passed: record audit.verified and replace the vault with the verified state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(store: Path, server: str | None, expect_head: Head | None, receipt: Any, chain_only: bool,
+def verify(store: Path, server: str | None, expect_head: Head | None, receipt: Receipt | None, chain_only: bool,
            key_file: Path | None, device: str | None, seal: bool, as_json: bool) -> None:  # fmt: skip
     """Audit a store by replay: chain, genesis vault, replay, data, and (with --server) the live model."""
-    from forgetd.client.audit.auditor import StoreSealError, audit
+    from forgetd.client.audit import audit
 
     if expect_head is not None and receipt is not None:
         raise click.UsageError("give at most one of --expect-head and --receipt")
@@ -70,7 +74,7 @@ def verify(store: Path, server: str | None, expect_head: Head | None, receipt: A
     try:
         report = audit(store, expect_head=expect_head, receipt=receipt, server=server, chain_only=chain_only,
                        key_file=key_file, device=device, progress=not as_json, seal=seal)
-    except (StoreSealError, LedgerError) as exc:
+    except ForgetdClientError as exc:
         raise click.ClickException(str(exc)) from exc
     _print(report, as_json)
     if not report.ok:
@@ -89,7 +93,7 @@ def receipt() -> None:
 @click.option("--server", metavar="ADDR", help="Check against this daemon's ledger (host:port).")
 @click.option("--store", type=_DIR, help="Check against the ledger file of this store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def receipt_verify(receipt_file: Any, server: str | None, store: Path | None, as_json: bool) -> None:
+def receipt_verify(receipt_file: Receipt, server: str | None, store: Path | None, as_json: bool) -> None:
     """Prove the receipt's entries are still in the ledger and the ledger only grew since."""
     from forgetd.client.receipts import verify_receipt_with_client, verify_receipt_with_store
 
@@ -100,7 +104,8 @@ def receipt_verify(receipt_file: Any, server: str | None, store: Path | None, as
     else:
         from forgetd.client.client import Client
 
-        with Client(server) as client:  # type: ignore[arg-type]
+        assert server is not None  # exactly one of the two, checked above
+        with Client(server) as client:
             result = verify_receipt_with_client(receipt_file, client)
     click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True) if as_json else result.summary())
     if not result.ok:

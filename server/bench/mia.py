@@ -209,28 +209,9 @@ def shadow_attack(
     """
     X_pool = np.asarray(X_pool, dtype=np.float32)
     y_pool = np.asarray(y_pool, dtype=np.int64)
-    if X_pool.ndim != 2 or y_pool.shape != (X_pool.shape[0],):
-        raise ValueError(f"shadow_attack: X_pool shape {X_pool.shape} and y_pool shape {y_pool.shape} do not match")
-    if X_pool.shape[0] < 4:
-        raise ValueError(f"shadow_attack: the pool has {X_pool.shape[0]} rows; it needs at least 4 to split in halves")
-    if num_shadows < 1:
-        raise ValueError(f"shadow_attack: num_shadows is {num_shadows}; choose at least 1")
-    if (X_reference is None) != (y_reference is None):
-        raise ValueError("shadow_attack: give both X_reference and y_reference, or neither")
+    _check_shadow_inputs(X_pool, y_pool, num_shadows, X_reference, y_reference)
     rng = np.random.default_rng(seed)
-    n = X_pool.shape[0]
-    half = n // 2
-    features: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for s in range(num_shadows):
-        order = rng.permutation(n)
-        inside, outside = order[:half], order[half : 2 * half]
-        proba = train_fn(X_pool[inside], y_pool[inside], seed * 1000 + s)
-        features.append(attack_features(proba(X_pool[inside]), y_pool[inside]))
-        features.append(attack_features(proba(X_pool[outside]), y_pool[outside]))
-        labels.append(np.ones(inside.size))
-        labels.append(np.zeros(outside.size))
-    A, t = np.vstack(features), np.concatenate(labels)
+    A, t = _shadow_outputs(train_fn, X_pool, y_pool, num_shadows, seed, rng)
     order = rng.permutation(A.shape[0])
     cut = int(0.8 * A.shape[0])
     fit, held = order[:cut], order[cut:]
@@ -247,9 +228,40 @@ def shadow_attack(
 
     return ShadowResult(
         member_rate=member_rate(X_targets, y_targets),
-        reference_member_rate=None if X_reference is None else member_rate(X_reference, y_reference),  # type: ignore[arg-type]
+        reference_member_rate=None if X_reference is None or y_reference is None
+        else member_rate(X_reference, y_reference),
         attack_accuracy=float(((p_held > 0.5) == (t[held] == 1)).mean()),
         attack_auc=held_auc,
         num_shadows=num_shadows,
         n_targets=int(len(y_targets)),
     )
+
+
+def _check_shadow_inputs(X_pool: np.ndarray, y_pool: np.ndarray, num_shadows: int, X_reference: np.ndarray | None,
+                         y_reference: np.ndarray | None) -> None:
+    if X_pool.ndim != 2 or y_pool.shape != (X_pool.shape[0],):
+        raise ValueError(f"shadow_attack: X_pool shape {X_pool.shape} and y_pool shape {y_pool.shape} do not match")
+    if X_pool.shape[0] < 4:
+        raise ValueError(f"shadow_attack: the pool has {X_pool.shape[0]} rows; it needs at least 4 to split in halves")
+    if num_shadows < 1:
+        raise ValueError(f"shadow_attack: num_shadows is {num_shadows}; choose at least 1")
+    if (X_reference is None) != (y_reference is None):
+        raise ValueError("shadow_attack: give both X_reference and y_reference, or neither")
+
+
+def _shadow_outputs(train_fn: TrainFn, X_pool: np.ndarray, y_pool: np.ndarray, num_shadows: int, seed: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(attack features, 1 = member / 0 = not) of every shadow model's outputs on its own half and the other."""
+    n = X_pool.shape[0]
+    half = n // 2
+    features: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for s in range(num_shadows):
+        order = rng.permutation(n)
+        inside, outside = order[:half], order[half : 2 * half]
+        proba = train_fn(X_pool[inside], y_pool[inside], seed * 1000 + s)
+        features.append(attack_features(proba(X_pool[inside]), y_pool[inside]))
+        features.append(attack_features(proba(X_pool[outside]), y_pool[outside]))
+        labels.append(np.ones(inside.size))
+        labels.append(np.zeros(outside.size))
+    return np.vstack(features), np.concatenate(labels)

@@ -1,1 +1,2 @@
-"""The server's commands (`forgetd train`, `forgetd serve`), wired in by client/cli's command table."""
+"""The server's commands (`forgetd train`, `forgetd serve`), wired in by client/cli's command table; the
+parameter types they share (options.py)."""

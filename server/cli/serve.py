@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
-from forgetd.server.config import DEFAULT_LISTEN, MIB, ServerConfig
-from forgetd.server.daemon.server import create_server
 from forgetd.ledger import LedgerError
 
-from forgetd.server.errors import ForgetdError
+from forgetd.server.cli.options import DEVICE
+from forgetd.server.config import DEFAULT_LISTEN, MIB, ServerConfig
+from forgetd.server.daemon.server import create_server
+from forgetd.server.errors import ForgetdError, StoreError
 from forgetd.server.runtime.events import MalformedEvent
 
 log = logging.getLogger("forgetd.server")
@@ -35,9 +36,8 @@ def default_demo_store() -> Path:
 def ensure_demo_store(path: Path) -> Path:
     """Trains the synthetic demo model into `path` unless a complete store is already there."""
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
-    from forgetd.server.errors import StoreError
 
     try:
         Engine.open(path, device="cpu").close()  # opens only if complete (training renames into place)
@@ -66,7 +66,9 @@ def _read_token(path: Path | None) -> str | None:
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
               help="A trained store (forgetd train). Default: train and serve the built-in demo model.")
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT; port 0 picks a free one.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--http-listen", metavar="HOST:PORT",
+              help="Also serve HTTP here: the Open Inference Protocol's REST form and the HTTP API. Default: off.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where the live model is held and Predict runs; auto = cuda when present.")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File with the bearer token that Forget requires.")
@@ -79,19 +81,26 @@ def _read_token(path: Path | None) -> str | None:
 @click.option("--max-predict-rows", type=click.IntRange(min=1), default=65_536, show_default=True,
               help="Rows one Predict may carry.")
 @click.option("--max-message-mib", type=click.IntRange(min=4), default=64, show_default=True,
-              help="gRPC message size limit in MiB (gRPC's default is 4).")
+              help="Message size limit in MiB: gRPC messages and HTTP bodies (gRPC's default is 4).")
+@click.option("--sla-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Unlearning SLA: the target mean seconds from acknowledging a Forget to serving the model without "
+                   "it; past it, forgetd_sla_breached is 1 and GetModel says so. Default: none.")
+@click.option("--sla-window", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Applied forget batches the SLA mean is taken over.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
-def serve(store: Path | None, listen: str, device: str, token_file: Path | None, tls_cert: Path | None,
-          tls_key: Path | None, tls_client_ca: Path | None, max_forget_ids: int, max_predict_rows: int,
-          max_message_mib: int, log_level: str) -> None:
-    """Serve a model store over gRPC until SIGTERM or SIGINT (then finish the forget in progress, exit 0)."""
+def serve(store: Path | None, listen: str, http_listen: str | None, device: str, token_file: Path | None,
+          tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, max_forget_ids: int,
+          max_predict_rows: int, max_message_mib: int, sla_seconds: float | None, sla_window: int,
+          log_level: str) -> None:
+    """Serve a model store over gRPC (and HTTP with --http-listen) until SIGTERM or SIGINT (then finish the
+    forget in progress, exit 0)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s forgetd %(levelname)s %(message)s")
     try:
         config = ServerConfig(
-            store=store or ensure_demo_store(default_demo_store()), listen=listen, device=device,
-            token=_read_token(token_file), tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-            max_forget_ids=max_forget_ids, max_predict_rows=max_predict_rows,
-            max_message_bytes=max_message_mib * MIB,
+            store=store or ensure_demo_store(default_demo_store()), listen=listen, http_listen=http_listen,
+            device=device, token=_read_token(token_file), tls_cert=tls_cert, tls_key=tls_key,
+            tls_client_ca=tls_client_ca, max_forget_ids=max_forget_ids, max_predict_rows=max_predict_rows,
+            max_message_bytes=max_message_mib * MIB, sla_seconds=sla_seconds, sla_window=sla_window,
         )  # fmt: skip
         daemon, _ = create_server(config)
         stop = threading.Event()
@@ -99,6 +108,8 @@ def serve(store: Path | None, listen: str, device: str, token_file: Path | None,
             signal.signal(sig, lambda *_: stop.set())
         # Printed whatever the log level: scripts and tests read the bound address (port 0) from it.
         click.echo(f"forgetd: listening on {daemon.address}; loading {config.store}", err=True)
+        if daemon.http_address is not None:
+            click.echo(f"forgetd: http listening on {daemon.http_address}", err=True)
         daemon.start()
     except (ForgetdError, LedgerError, MalformedEvent) as exc:
         raise click.ClickException(str(exc)) from exc

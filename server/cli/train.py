@@ -6,18 +6,17 @@ from typing import Any
 
 import click
 
-from forgetd.server.errors import ForgetdError
-
-_KINDS_HELP = "adult:DIR, csv:PATH, npz:PATH or synthetic"
+from forgetd.server.cli.options import DEVICE
+from forgetd.server.data.spec import DATA_SPEC_HELP, parse_data_spec
+from forgetd.server.errors import DataError, ForgetdError
+from forgetd.server.vocabulary import AGGREGATIONS, DEFAULT_STRATEGIES
 
 
 def _parse_data(spec: str) -> tuple[str, str | None]:
-    kind, _, path = spec.partition(":")
-    if kind == "synthetic" and not path:
-        return kind, None
-    if kind in ("adult", "csv", "npz") and path:
-        return kind, path
-    raise click.BadParameter(f"{spec!r}; give {_KINDS_HELP}", param_hint="--data")
+    try:
+        return parse_data_spec(spec)
+    except DataError:
+        raise click.BadParameter(f"{spec!r}; give {DATA_SPEC_HELP}", param_hint="--data") from None
 
 
 def _parse_hidden(value: str | None) -> tuple[int, ...] | None:
@@ -30,7 +29,7 @@ def _parse_hidden(value: str | None) -> tuple[int, ...] | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", "data_spec", required=True, help=f"Training data: {_KINDS_HELP}.")
+@click.option("--data", "data_spec", required=True, help=f"Training data: {DATA_SPEC_HELP}.")
 @click.option("--store", "store_dir", required=True, type=click.Path(file_okay=False), help="New store directory.")
 @click.option("--shards", type=int, help="Shards K (default 1).")
 @click.option("--slices", type=int, help="Slices S per shard (default 10).")
@@ -40,9 +39,9 @@ def _parse_hidden(value: str | None) -> tuple[int, ...] | None:
 @click.option("--hidden", help="Hidden layer widths, e.g. 128,128 (the default).")
 @click.option("--budget", type=int, help="Samples a forget may read when retraining; sets m (default: half a full retrain).")
 @click.option("--seed", type=int, help="Training seed (default 0).")
-@click.option("--strategy", "default_strategy", type=click.Choice(["hs", "ohs"]), help="What 'auto' means (default hs).")
-@click.option("--aggregation", type=click.Choice(["mean", "vote"]), help="How shards combine (default mean).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto).")
+@click.option("--strategy", "default_strategy", type=click.Choice(DEFAULT_STRATEGIES), help="What 'auto' means (default hs).")
+@click.option("--aggregation", type=click.Choice(AGGREGATIONS), help="How shards combine (default mean).")
+@click.option("--device", type=DEVICE, help="Training device (default auto).")
 @click.option("--rows", type=int, default=2000, show_default=True, help="Rows of the synthetic data set.")
 @click.option("--id-column", help="CSV: the column holding sample ids.")
 @click.option("--label-column", help="CSV: the column holding labels.")
@@ -53,7 +52,7 @@ def train(data_spec: str, store_dir: str, rows: int, id_column: str | None, labe
     from tqdm import tqdm
 
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
 
     kind, path = _parse_data(data_spec)

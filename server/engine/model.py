@@ -9,14 +9,16 @@ a `ModelSnapshot`, one version's parameters frozen on the engine's device.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MLPShape", "ModelSnapshot", "init_params", "forward"]
+__all__ = ["MLPShape", "ModelSnapshot", "init_params", "forward", "param_digest", "model_digest"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ def forward(shape: MLPShape, flat: torch.Tensor, x: torch.Tensor) -> torch.Tenso
         if i < len(layers) - 1:
             x = F.relu(x)
     return x
+
+
+def param_digest(params: np.ndarray) -> str:
+    """A shard's digest: hex SHA-256 of its parameters (P,) as little-endian float32 in the flat layout."""
+    return hashlib.sha256(np.ascontiguousarray(params, dtype="<f4").tobytes()).hexdigest()
+
+
+def model_digest(shard_params: Sequence[np.ndarray]) -> str:
+    """The model's digest: hex SHA-256 of every shard's parameter bytes (as param_digest hashes them), in
+    shard order 0..K-1."""
+    h = hashlib.sha256()
+    for params in shard_params:
+        h.update(np.ascontiguousarray(params, dtype="<f4").tobytes())
+    return h.hexdigest()
 
 
 class ModelSnapshot:

@@ -11,8 +11,8 @@ returns the shard's *new* state (copies: the caller publishes it atomically or d
            S-m+1..S from theta'_{S-m}; retrain-region members only: SISA.
 
 Every subtraction is applied to every stored checkpoint the increments went into (theta_s for s at or after
-the increment's step), not just theta_S; otherwise a later retrain that restarts from theta_s would bring the
-forgotten sample back. `CORRECT_CHECKPOINTS` exists only so a test can prove that this matters.
+the increment's step), not just theta_S (`correct_checkpoints`); otherwise a later retrain that restarts from
+theta_s would bring the forgotten sample back.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,20 +27,15 @@ import torch
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIncrements, ShardIndex, subtract
 from forgetd.server.engine.model import MLPShape
+from forgetd.server.engine.reports import APPROXIMATE, EXACT
 from forgetd.server.engine.training import ShardLayout, run_steps
+from forgetd.server.vocabulary import DPUS, OHS, RETRAIN, RETRAIN_REGION, SISA, UPDATE_REGION
 
-__all__ = [
-    "Plan",
-    "PlanEntry",
-    "ForgetResult",
-    "SampleResult",
-    "ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "forget_shard", "EXACT", "APPROXIMATE"]
+__all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "retrain_start", "forget_shard",
+           "correct_checkpoints"]
 
-EXACT = "EXACT"
-APPROXIMATE = "APPROXIMATE"
-
-# Tests flip this to show that skipping the checkpoint correction breaks composition; never change it.
-CORRECT_CHECKPOINTS = True
+# (s, rows) -> (path, writable memmap) of the new increments file of a retrained recorded step s
+IncrementsFile = Callable[[int, int], tuple[Path, np.ndarray]]
 
 
 @dataclass
@@ -83,14 +77,14 @@ class SampleRoute:
 
 def route(strategy: str, slice_: int, slices: int, m: int) -> tuple[str, str, str]:
     """(region, per-sample strategy, guarantee) of a sample in `slice_` under a resolved request strategy."""
-    region = "update" if slice_ <= slices - m else "retrain"
-    if strategy in ("retrain", "sisa"):
+    region = UPDATE_REGION if slice_ <= slices - m else RETRAIN_REGION
+    if strategy in (RETRAIN, SISA):
         return region, strategy, EXACT
-    if strategy == "dpus":
-        return region, "dpus", APPROXIMATE
-    if region == "retrain":
-        return region, "sisa", EXACT
-    return region, strategy if strategy == "ohs" else "dpus", APPROXIMATE
+    if strategy == DPUS:
+        return region, DPUS, APPROXIMATE
+    if region == RETRAIN_REGION:
+        return region, SISA, EXACT
+    return region, strategy if strategy == OHS else DPUS, APPROXIMATE
 
 
 @dataclass(frozen=True)
@@ -103,86 +97,43 @@ class TrainParams:
     m: int
 
 
+def retrain_start(strategy: str, routes: list[SampleRoute], slices: int, m: int) -> int:
+    """The first step a forget of `routes` retrains in its shard; slices + 1 when it retrains none."""
+    if strategy == RETRAIN:
+        return 1
+    if strategy == OHS and any(r.strategy in (DPUS, OHS) for r in routes):
+        return slices - m + 1  # retrain the retrain region from the corrected theta_{S-m}
+    by_retrain = [r.slice for r in routes if r.strategy in (SISA, RETRAIN)]
+    return min(by_retrain) if by_retrain else slices + 1
+
+
 def forget_shard(
     state: ShardState,
     routes: list[SampleRoute],
     strategy: str,
     params: TrainParams,
-    increments: Callable[[int, int], tuple[Path, np.ndarray]],
+    increments: IncrementsFile,
 ) -> ShardOutcome:
     """The shard's state after forgetting `routes` (its members of F) with the resolved `strategy`.
     theta_0 (where RETRAIN restarts) is never corrected or retrained, so it is always the initialisation.
     `increments(s, rows)` creates the new increments file of a retrained recorded step s: (path, memmap)."""
     S = state.layout.slices
-    m = params.m
     ckpt = state.checkpoints.copy()
     subtracted = set(state.subtracted)
     alive = state.alive.copy()
-    members = [r.member for r in routes]
-    alive[members] = False
+    alive[[r.member for r in routes]] = False
+    start = retrain_start(strategy, routes, S, params.m)
 
-    by_subtraction = [r.member for r in routes if r.strategy in ("dpus", "ohs")]
-    by_retrain = [r.slice for r in routes if r.strategy in ("sisa", "retrain")]
-    if strategy == "retrain":
-        start = 1
-    elif strategy == "ohs" and by_subtraction:
-        start = S - m + 1  # retrain the retrain region from the corrected theta_{S-m}
-    elif by_retrain:
-        start = min(by_retrain)
-    else:
-        start = S + 1  # nothing to retrain
-
-    params_changed = False
+    by_subtraction = [r.member for r in routes if r.strategy in (DPUS, OHS)]
+    params_changed, residue = False, 0
     if by_subtraction:
-        ts = state.index.steps_of(by_subtraction)
-        recorded = ts[ts < state.increments.recorded_end]
-        fresh = np.array([t for t in recorded if int(t) not in subtracted], dtype=np.int64)
-        sums = state.increments.cumulative(fresh, params.shape.num_params)
-        for s, delta in sums.items():
-            if s >= start:
-                break  # retrained below from the corrected theta_{start-1}
-            if s == S or CORRECT_CHECKPOINTS:
-                ckpt.params[s] = subtract(ckpt.params[s], delta)
-        subtracted.update(int(t) for t in fresh)
-        params_changed = bool(len(fresh))
-        # Steps past S-m are never recorded: each one that held a forgotten sample and is not retrained
-        # now keeps some of its influence. Report it.
-        retrain_from_t = int(state.increments.offsets[start]) if start <= S else int(state.increments.offsets[S + 1])
-        residue = int(np.count_nonzero((ts >= state.increments.recorded_end) & (ts < retrain_from_t)))
-    else:
-        residue = 0
+        params_changed, residue = _subtract(state, ckpt, subtracted, by_subtraction, start, params.shape.num_params)
 
     new_increments: dict[int, Path] = {}
     read = 0
     if start <= S:
-        if start == 1:
-            subtracted.clear()
-        else:
-            first_t = int(state.increments.offsets[start])
-            subtracted = {t for t in subtracted if t < first_t}
-
-        def sink(s: int, rows: int) -> np.ndarray:
-            new_increments[s], array = increments(s, rows)
-            return array
-
-        begin = ckpt.state(start - 1)
-        read = run_steps(
-            shape=params.shape,
-            layout=state.layout,
-            X=state.X,
-            y=state.y,
-            alive=alive,
-            start=begin,
-            first=start,
-            seed=params.seed,
-            shard=state.shard,
-            epochs=params.epochs,
-            batch_size=params.batch_size,
-            learning_rate=params.learning_rate,
-            record_upto=S - m,
-            on_step=ckpt.set,
-            increments=sink,
-        )
+        subtracted = _subtracted_before(state, subtracted, start)
+        read = _retrain(state, ckpt, alive, start, params, increments, new_increments)
         params_changed = True
     return ShardOutcome(
         shard=state.shard,
@@ -197,63 +148,61 @@ def forget_shard(
     )
 
 
-# -- what the engine reports (re-exported by forgetd.server.engine.engine) ------------------------------------------
+def correct_checkpoints(ckpt: ShardCheckpoints, sums: dict[int, np.ndarray], start: int) -> None:
+    """theta_s -= sums[s] (the increments subtracted that went into theta_s) for every stored checkpoint before
+    the retrain's `start`; those from `start` on are retrained from the corrected theta_{start-1}."""
+    for s, delta in sums.items():
+        if s >= start:
+            break
+        ckpt.params[s] = subtract(ckpt.params[s], delta)
 
 
-@dataclass(frozen=True)
-class PlanEntry:
-    sample_id: str
-    shard: int
-    slice: int  # 1-based
-    region: str  # "update" | "retrain"
-    strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
-    estimated_samples_read: int  # if it were forgotten alone
-    guarantee: str  # EXACT | APPROXIMATE
+def _subtract(state: ShardState, ckpt: ShardCheckpoints, subtracted: set[int], members: list[int], start: int,
+              num_params: int) -> tuple[bool, int]:
+    """DPUS of `members`: subtract their recorded increments not subtracted yet from `ckpt` and add those
+    steps to `subtracted` (both in place). Returns (parameters changed, residue steps)."""
+    ts = state.index.steps_of(members)
+    recorded = ts[ts < state.increments.recorded_end]
+    fresh = np.array([t for t in recorded if int(t) not in subtracted], dtype=np.int64)
+    correct_checkpoints(ckpt, state.increments.cumulative(fresh, num_params), start)
+    subtracted.update(int(t) for t in fresh)
+    # Steps past S-m are never recorded: each one that held a forgotten sample and is not retrained now keeps
+    # some of its influence. Report it. (offsets[S+1] is the total: with nothing retrained, every step counts.)
+    retrain_from_t = int(state.increments.offsets[start])
+    residue = int(np.count_nonzero((ts >= state.increments.recorded_end) & (ts < retrain_from_t)))
+    return bool(len(fresh)), residue
 
 
-@dataclass(frozen=True)
-class Plan:
-    strategy: str  # resolved: never "auto"
-    m: int
-    samples: tuple[PlanEntry, ...]
-    estimated_samples_read: int  # the coalesced request (one retrain per shard from its earliest start)
-    guarantee: str
+def _subtracted_before(state: ShardState, subtracted: set[int], start: int) -> set[int]:
+    """The subtracted steps a retrain from `start` keeps: it re-records every step from there on."""
+    if start == 1:
+        return set()
+    first_t = int(state.increments.offsets[start])
+    return {t for t in subtracted if t < first_t}
 
 
-@dataclass(frozen=True)
-class SampleResult:
-    sample_id: str
-    shard: int
-    slice: int
-    region: str
-    strategy: str
-    guarantee: str
+def _retrain(state: ShardState, ckpt: ShardCheckpoints, alive: np.ndarray, start: int, params: TrainParams,
+             increments: IncrementsFile, new_increments: dict[int, Path]) -> int:
+    """Retrain steps start..S without the forgotten members into `ckpt`; returns the samples read."""
 
+    def sink(s: int, rows: int) -> np.ndarray:
+        new_increments[s], array = increments(s, rows)
+        return array
 
-@dataclass(frozen=True)
-class ForgetResult:
-    version: int
-    digest: str
-    shard_digests: tuple[str, ...]
-    strategy: str  # resolved
-    samples: tuple[SampleResult, ...]
-    guarantee: str
-    residue_steps: int  # unrecorded optimizer steps that held a DPUS-forgotten sample and were not retrained
-    samples_read: int
-    seconds: float
-    tag: str | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """JSON-safe, no floats: the duration is `micros`."""
-        return {
-            "version": self.version,
-            "digest": self.digest,
-            "shard_digests": list(self.shard_digests),
-            "strategy": self.strategy,
-            "samples": [vars(s).copy() for s in self.samples],
-            "guarantee": self.guarantee,
-            "residue_steps": self.residue_steps,
-            "samples_read": self.samples_read,
-            "micros": int(round(self.seconds * 1e6)),
-            "tag": self.tag,
-        }
+    return run_steps(
+        shape=params.shape,
+        layout=state.layout,
+        X=state.X,
+        y=state.y,
+        alive=alive,
+        start=ckpt.state(start - 1),
+        first=start,
+        seed=params.seed,
+        shard=state.shard,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        record_upto=state.layout.slices - params.m,
+        on_step=ckpt.set,
+        increments=sink,
+    )

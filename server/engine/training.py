@@ -23,14 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-# cuBLAS needs this before its first use to run deterministically on CUDA.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from forgetd.server.engine.model import MLPShape, forward  # noqa: E402
+from forgetd.server.engine.model import MLPShape, forward
 
 __all__ = [
     "TRAIN_THREADS",
@@ -46,6 +42,7 @@ __all__ = [
     "OptState",
     "run_steps",
     "deterministic",
+    "cuda_determinism",
 ]
 
 # Fixed, so CPU results never depend on the machine's core count (BLAS reductions split by thread).
@@ -172,9 +169,17 @@ class OptState:
     adam_step: int  # optimizer steps taken (empty batches excluded)
 
 
+def cuda_determinism() -> None:
+    """Ask cuBLAS for a fixed workspace (a value the caller set is kept). torch sizes the workspace from this
+    the first time cuBLAS runs in the process, and in deterministic mode refuses to run without it, so the
+    engine calls this before it first touches a device (Engine.train, Engine.open), not at import."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 @contextmanager
 def deterministic() -> Iterator[None]:
     """Deterministic kernels and a fixed thread count for the duration; restores the caller's settings."""
+    cuda_determinism()  # for callers that train without an Engine (the tests' reference retrains)
     threads = torch.get_num_threads()
     was = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(TRAIN_THREADS)
@@ -227,6 +232,29 @@ def run_steps(
 ) -> int:
     """Train steps first..S from `start`; return the samples read. Call inside `deterministic()`."""
     device = X.device
+    flat, opt = _optimizer(start, learning_rate, device)
+    dropped = None if alive.all() else alive
+    read = 0
+    for s in range(first, layout.slices + 1):
+        nb = num_batches(layout.step_size(s), batch_size)
+        recorder = None
+        if s <= record_upto and increments is not None:
+            recorder = _Recorder(increments(s, epochs * nb), epochs * nb, shape.num_params, device)
+        for e in range(epochs):
+            order, cuts = _batches(layout, seed, shard, s, e, nb, batch_size, dropped)
+            order_dev = torch.from_numpy(order).to(device)  # one host-to-device copy per epoch
+            read += _train_epoch(shape, flat, opt, X, y, order_dev, cuts, e * nb, recorder)
+            if progress is not None:
+                progress(nb)
+        if recorder is not None:
+            recorder.finish()
+        on_step(s, _state_of(flat, opt))
+    return read
+
+
+def _optimizer(start: OptState, learning_rate: float,
+               device: torch.device) -> tuple[torch.nn.Parameter, torch.optim.Adam]:
+    """The flat parameters and an Adam optimizer resumed from `start`'s moments and step count."""
     flat = torch.nn.Parameter(start.params.detach().clone().to(device))
     opt = torch.optim.Adam([flat], lr=learning_rate, foreach=False)
     opt.state[flat] = {
@@ -234,54 +262,73 @@ def run_steps(
         "exp_avg": start.exp_avg.detach().clone().to(device),
         "exp_avg_sq": start.exp_avg_sq.detach().clone().to(device),
     }
-    all_alive = bool(alive.all())
+    return flat, opt
+
+
+def _state_of(flat: torch.nn.Parameter, opt: torch.optim.Adam) -> OptState:
+    st = opt.state[flat]
+    return OptState(
+        params=flat.detach().clone(),
+        exp_avg=st["exp_avg"].detach().clone(),
+        exp_avg_sq=st["exp_avg_sq"].detach().clone(),
+        adam_step=int(st["step"].item()),
+    )
+
+
+def _batches(layout: ShardLayout, seed: int, shard: int, s: int, e: int, nb: int, batch_size: int,
+             alive: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(order, cuts): the epoch's members in batch order, batch b being order[cuts[b]:cuts[b+1]]. With `alive`
+    (some members forgotten): shrink, don't re-pack, the forgotten are dropped and every batch keeps its bounds."""
+    order = epoch_order(layout, seed, shard, s, e)
+    cuts = np.arange(0, nb + 1) * batch_size
+    if alive is not None:
+        keep = alive[order]
+        order = order[keep]
+        cuts = np.concatenate([[0], np.cumsum(keep)])[np.minimum(cuts, len(keep))]
+    return order, cuts
+
+
+class _Recorder:
+    """Streams one step's increments into its (rows, P) file: a chunk of rows buffered on the device, copied out
+    whenever the optimizer moves past it. A row whose batch was emptied by forgetting stays zero."""
+
+    def __init__(self, dst: np.ndarray, rows: int, num_params: int, device: torch.device) -> None:
+        self.dst, self.rows = dst, rows
+        self.chunk = min(rows, _CHUNK_ROWS)
+        self.buf = torch.zeros((self.chunk, num_params), dtype=torch.float32, device=device)  # rows base..base+chunk
+        self.base = 0
+
+    def reach(self, r: int) -> None:
+        """Optimizer step r of the step is next: flush the buffer first if r lies past it."""
+        if r == self.base + self.chunk:
+            self.dst[self.base : self.base + self.chunk] = self.buf.cpu().numpy()
+            self.buf.zero_()
+            self.base += self.chunk
+
+    def finish(self) -> None:
+        self.dst[self.base : self.rows] = self.buf[: self.rows - self.base].cpu().numpy()
+        if isinstance(self.dst, np.memmap):
+            self.dst.flush()
+
+
+def _train_epoch(shape: MLPShape, flat: torch.nn.Parameter, opt: torch.optim.Adam, X: torch.Tensor,
+                 y: torch.Tensor, order: torch.Tensor, cuts: np.ndarray, row0: int, recorder: _Recorder | None) -> int:
+    """One epoch's optimizer steps (the hot loop: one per batch); returns the samples read. Batch b's
+    increment, when recorded, is row row0 + b of the step's increments."""
     read = 0
-    for s in range(first, layout.slices + 1):
-        nb = num_batches(layout.step_size(s), batch_size)
-        rows = epochs * nb
-        record = s <= record_upto and increments is not None
-        if record and increments is not None:
-            dst = increments(s, rows)
-            chunk = min(rows, _CHUNK_ROWS)
-            buf = torch.zeros((chunk, shape.num_params), dtype=torch.float32, device=device)  # rows base..base+chunk
-            base = 0
-        for e in range(epochs):
-            order = epoch_order(layout, seed, shard, s, e)
-            cuts = np.arange(0, nb + 1) * batch_size  # batch b is order[cuts[b]:cuts[b+1]]
-            if not all_alive:  # shrink, don't re-pack: drop forgotten members, keep every batch's bounds
-                keep = alive[order]
-                order = order[keep]
-                cuts = np.concatenate([[0], np.cumsum(keep)])[np.minimum(cuts, len(keep))]
-            order_dev = torch.from_numpy(order).to(device)  # one host-to-device copy per epoch
-            for b in range(nb):
-                r = e * nb + b  # this optimizer step's row in the step's increments
-                if record and r == base + chunk:
-                    dst[base : base + chunk] = buf.cpu().numpy()
-                    buf.zero_()  # an emptied batch's row must stay zero
-                    base += chunk
-                lo, hi = int(cuts[b]), int(cuts[b + 1])
-                if hi == lo:
-                    continue  # nothing left to learn from: no optimizer step, increment stays zero
-                idx = order_dev[lo:hi]
-                before = flat.detach().clone() if record else None
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(forward(shape, flat, X[idx]), y[idx])  # (B, F) -> (B, C) -> ()
-                loss.backward()
-                opt.step()
-                if before is not None:
-                    torch.sub(flat.detach(), before, out=buf[r - base])
-                read += hi - lo
-            if progress is not None:
-                progress(nb)
-        if record:
-            dst[base:rows] = buf[: rows - base].cpu().numpy()
-            if isinstance(dst, np.memmap):
-                dst.flush()
-        st = opt.state[flat]
-        on_step(s, OptState(
-            params=flat.detach().clone(),
-            exp_avg=st["exp_avg"].detach().clone(),
-            exp_avg_sq=st["exp_avg_sq"].detach().clone(),
-            adam_step=int(st["step"].item()),
-        ))
+    for b in range(len(cuts) - 1):
+        if recorder is not None:
+            recorder.reach(row0 + b)
+        lo, hi = int(cuts[b]), int(cuts[b + 1])
+        if hi == lo:
+            continue  # nothing left to learn from: no optimizer step, increment stays zero
+        idx = order[lo:hi]
+        before = flat.detach().clone() if recorder is not None else None
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(forward(shape, flat, X[idx]), y[idx])  # (B, F) -> (B, C) -> ()
+        loss.backward()
+        opt.step()
+        if recorder is not None and before is not None:
+            torch.sub(flat.detach(), before, out=recorder.buf[row0 + b - recorder.base])
+        read += hi - lo
     return read

@@ -55,18 +55,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forgetd.server.errors import InvalidEvent, MalformedEvent
+from forgetd.server.vocabulary import APPROXIMATE, CONCRETE_STRATEGIES, EXACT, GUARANTEES, REGIONS, STRATEGIES
+
+__all__ = ["GENESIS", "FORGET_REQUESTED", "FORGET_APPLIED", "MalformedEvent", "ModelState", "Genesis", "Requested",
+           "SubjectOutcome", "Applied", "LedgerFold", "requested_event_id", "applied_event_id", "genesis_payload",
+           "requested_payload", "applied_payload", "parse_genesis", "parse_requested", "parse_applied"]
+
 GENESIS = "genesis"
 FORGET_REQUESTED = "forget.requested"
 FORGET_APPLIED = "forget.applied"
-
-STRATEGIES = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
-RESOLVED_STRATEGIES = STRATEGIES[1:]
-GUARANTEES = ("exact", "approximate")
-REGIONS = ("update", "retrain")
-
-
-class MalformedEvent(ValueError):
-    """A ledger payload does not follow the schema above; the message names the seq and the field."""
 
 
 def requested_event_id(request_id: str) -> str:
@@ -152,7 +150,7 @@ class Applied:
 def genesis_payload(engine_record: Mapping[str, Any], head_public_key: str, model: ModelState,
                     vault: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if model.version != 0:
-        raise ValueError(f"genesis records version 0, got version {model.version}")
+        raise InvalidEvent(f"genesis records version 0, got version {model.version}")
     payload = {"engine": dict(engine_record), "head_public_key": head_public_key, "model": model.to_json()}
     if vault is not None:
         payload["vault"] = dict(vault)
@@ -162,9 +160,9 @@ def genesis_payload(engine_record: Mapping[str, Any], head_public_key: str, mode
 def requested_payload(request_id: str, subjects: Iterable[str], strategy: str, requested_at: str) -> dict[str, Any]:
     refs = list(subjects)
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        raise InvalidEvent(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
     if not refs or len(set(refs)) != len(refs):
-        raise ValueError("a forget.requested names at least one subject and no subject twice")
+        raise InvalidEvent("a forget.requested names at least one subject and no subject twice")
     return {"request_id": request_id, "subjects": refs, "strategy": strategy, "requested_at": requested_at}
 
 
@@ -183,7 +181,7 @@ def applied_payload(
     device: str | None = None,
 ) -> dict[str, Any]:
     outcomes = list(subjects)
-    guarantee = "exact" if all(s.guarantee == "exact" for s in outcomes) else "approximate"
+    guarantee = EXACT if all(s.guarantee == EXACT for s in outcomes) else APPROXIMATE
     payload = {
         "request_ids": list(request_ids),
         "strategy": strategy,
@@ -220,27 +218,27 @@ class _Reader:
             raise MalformedEvent(f"{self.where}: field {path!r} is missing")
         return obj[key]
 
-    def str(self, obj: Mapping[str, Any], key: str, path: str = "", choices: tuple[str, ...] = ()) -> str:
+    def text(self, obj: Mapping[str, Any], key: str, path: str = "", choices: tuple[str, ...] = ()) -> str:
         path = path or key
         value = self.get(obj, key, path)
         if not isinstance(value, str) or (choices and value not in choices):
             raise self.fail(path, f"one of {', '.join(choices)}" if choices else "a string", value)
         return value
 
-    def int(self, obj: Mapping[str, Any], key: str, path: str = "") -> int:
+    def natural(self, obj: Mapping[str, Any], key: str, path: str = "") -> int:
         path = path or key
         value = self.get(obj, key, path)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise self.fail(path, "a non-negative integer", value)
         return value
 
-    def bool(self, obj: Mapping[str, Any], key: str, path: str = "") -> bool:
+    def flag(self, obj: Mapping[str, Any], key: str, path: str = "") -> bool:
         value = self.get(obj, key, path or key)
         if not isinstance(value, bool):
             raise self.fail(path or key, "true or false", value)
         return value
 
-    def strs(self, obj: Mapping[str, Any], key: str, path: str = "", *, nonempty: bool = False) -> tuple[str, ...]:
+    def texts(self, obj: Mapping[str, Any], key: str, path: str = "", *, nonempty: bool = False) -> tuple[str, ...]:
         path = path or key
         value = self.get(obj, key, path)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (nonempty and not value):
@@ -250,9 +248,9 @@ class _Reader:
     def model(self, obj: Mapping[str, Any], key: str) -> ModelState:
         m = self.get(obj, key, key)
         return ModelState(
-            version=self.int(m, "version", f"{key}.version"),
-            digest=self.str(m, "digest", f"{key}.digest"),
-            shard_digests=self.strs(m, "shard_digests", f"{key}.shard_digests", nonempty=True),
+            version=self.natural(m, "version", f"{key}.version"),
+            digest=self.text(m, "digest", f"{key}.digest"),
+            shard_digests=self.texts(m, "shard_digests", f"{key}.shard_digests", nonempty=True),
         )
 
 
@@ -261,21 +259,21 @@ def parse_genesis(seq: int, payload: Mapping[str, Any]) -> Genesis:
     engine = r.get(payload, "engine", "engine")
     if not isinstance(engine, Mapping):
         raise r.fail("engine", "an object", engine)
-    return Genesis(seq, engine, r.str(payload, "head_public_key"), r.model(payload, "model"))
+    return Genesis(seq, engine, r.text(payload, "head_public_key"), r.model(payload, "model"))
 
 
 def parse_requested(seq: int, leaf_hash: bytes, payload: Mapping[str, Any]) -> Requested:
     r = _Reader(seq, FORGET_REQUESTED)
-    subjects = r.strs(payload, "subjects", nonempty=True)
+    subjects = r.texts(payload, "subjects", nonempty=True)
     if len(set(subjects)) != len(subjects):
         raise r.fail("subjects", "a list without duplicates", list(subjects))
     return Requested(
         seq=seq,
         leaf_hash=leaf_hash,
-        request_id=r.str(payload, "request_id"),
+        request_id=r.text(payload, "request_id"),
         subjects=subjects,
-        strategy=r.str(payload, "strategy", choices=STRATEGIES),
-        requested_at=r.str(payload, "requested_at"),
+        strategy=r.text(payload, "strategy", choices=STRATEGIES),
+        requested_at=r.text(payload, "requested_at"),
     )
 
 
@@ -286,12 +284,12 @@ def parse_applied(seq: int, leaf_hash: bytes, payload: Mapping[str, Any]) -> App
         raise r.fail("subjects", "a list", raw_subjects)
     subjects = tuple(
         SubjectOutcome(
-            subject_ref=r.str(s, "subject_ref", f"subjects[{i}].subject_ref"),
-            shard=r.int(s, "shard", f"subjects[{i}].shard"),
-            slice=r.int(s, "slice", f"subjects[{i}].slice"),
-            region=r.str(s, "region", f"subjects[{i}].region", REGIONS),
-            strategy=r.str(s, "strategy", f"subjects[{i}].strategy", RESOLVED_STRATEGIES),
-            guarantee=r.str(s, "guarantee", f"subjects[{i}].guarantee", GUARANTEES),
+            subject_ref=r.text(s, "subject_ref", f"subjects[{i}].subject_ref"),
+            shard=r.natural(s, "shard", f"subjects[{i}].shard"),
+            slice=r.natural(s, "slice", f"subjects[{i}].slice"),
+            region=r.text(s, "region", f"subjects[{i}].region", REGIONS),
+            strategy=r.text(s, "strategy", f"subjects[{i}].strategy", CONCRETE_STRATEGIES),
+            guarantee=r.text(s, "guarantee", f"subjects[{i}].guarantee", GUARANTEES),
         )
         for i, s in enumerate(raw_subjects)
     )
@@ -299,17 +297,17 @@ def parse_applied(seq: int, leaf_hash: bytes, payload: Mapping[str, Any]) -> App
     return Applied(
         seq=seq,
         leaf_hash=leaf_hash,
-        request_ids=r.strs(payload, "request_ids", nonempty=True),
-        strategy=r.str(payload, "strategy", choices=STRATEGIES),
-        resolved_strategy=r.str(payload, "resolved_strategy", choices=RESOLVED_STRATEGIES),
+        request_ids=r.texts(payload, "request_ids", nonempty=True),
+        strategy=r.text(payload, "strategy", choices=STRATEGIES),
+        resolved_strategy=r.text(payload, "resolved_strategy", choices=CONCRETE_STRATEGIES),
         subjects=subjects,
         model=r.model(payload, "model"),
-        guarantee=r.str(payload, "guarantee", choices=GUARANTEES),
-        residue_steps=r.int(payload, "residue_steps"),
-        samples_read=r.int(payload, "samples_read"),
-        apply_micros=r.int(timings, "apply_micros", "timings.apply_micros"),
-        queued_micros=r.int(timings, "queued_micros", "timings.queued_micros"),
-        recovered=r.bool(payload, "recovered"),
+        guarantee=r.text(payload, "guarantee", choices=GUARANTEES),
+        residue_steps=r.natural(payload, "residue_steps"),
+        samples_read=r.natural(payload, "samples_read"),
+        apply_micros=r.natural(timings, "apply_micros", "timings.apply_micros"),
+        queued_micros=r.natural(timings, "queued_micros", "timings.queued_micros"),
+        recovered=r.flag(payload, "recovered"),
     )
 
 

@@ -3,7 +3,7 @@
 The engine's snapshot forward slices its flat parameter vector into layers and allocates an accumulator on
 every call; for a one-row batch that bookkeeping costs more than the arithmetic. The daemon therefore prepares
 each published version once, when it is published, and runs a lean forward. The arithmetic is the engine's
-(tests/test_server_predictor.py holds it to the engine's forward with allclose).
+(tests/test_server_runtime_predictor.py holds it to the engine's forward with allclose).
 
 Where the forward runs:
 - CUDA: torch on the snapshot's device, with per-layer views of the live parameters (no copy), so they stay
@@ -24,6 +24,11 @@ Threads: the daemon serves Predicts concurrently on its gRPC threads; intra-op w
 spin against them on a small machine (numpy's OpenBLAS made a 1024-row Predict 40x slower that way), so
 `serving_threads` pins torch and the BLAS libraries to one thread while a daemon runs. The engine's training
 sets its own torch thread count for the duration of a forget.
+
+Warnings: a non-finite feature is answered with INVALID_ARGUMENT naming it; numpy's RuntimeWarning about the
+NaN it made on the way (0 * inf in a product) would only repeat that in the server's log, once per call site.
+`serving_threads` ignores those of this module while a daemon runs: a filter in the call costs ~4 us
+(np.errstate), more than the cold forward's own numpy calls, and one set at import would reach every user.
 """
 
 from __future__ import annotations
@@ -33,13 +38,13 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
+from forgetd.server.engine.model import ModelSnapshot
 from forgetd.server.errors import InvalidRequest
 
 # What Predict answers, already in the response's shapes: probabilities row-major (B * C), labels (B,).
@@ -54,10 +59,6 @@ SMALL_ANSWER = 64
 
 ONE = np.float32(1.0).tobytes()  # the trailing 1 of an input row: the bias's input in the augmented product
 
-# A non-finite feature is answered with INVALID_ARGUMENT naming it; numpy's RuntimeWarning about the NaN it
-# made on the way would only repeat that in the server's log, once per call site.
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=re.escape(__name__))
-
 
 class _NotFinite(Exception):
     """A logit came out NaN or infinite (see the module's docstring); row: the first such row."""
@@ -67,7 +68,7 @@ class _NotFinite(Exception):
         self.row = row
 
 
-def predictor_for(snapshot: Any) -> Predict:
+def predictor_for(snapshot: ModelSnapshot) -> Predict:
     """The function that answers Predict for this snapshot."""
     return Predictor(snapshot).answer
 
@@ -75,11 +76,12 @@ def predictor_for(snapshot: Any) -> Predict:
 @contextlib.contextmanager
 def serving_threads() -> Iterator[None]:
     """One torch intra-op thread and one BLAS thread for the duration (restored after): parallelism comes from
-    the requests."""
+    the requests. numpy's RuntimeWarnings from the forwards below are ignored meanwhile (module docstring)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=re.escape(__name__))
             yield
     finally:
         torch.set_num_threads(before)
@@ -88,7 +90,7 @@ def serving_threads() -> Iterator[None]:
 class Predictor:
     """One model version, prepared for serving; immutable, so concurrent calls need no lock."""
 
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, snapshot: ModelSnapshot) -> None:
         shape = snapshot.shape
         self.device = torch.device(snapshot.device)
         self.on_gpu = self.device.type != "cpu"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from forgetd.server.errors import NotServing
 
-if TYPE_CHECKING:  # the runtime module imports torch-free code only, but the slot must stay importable alone
+if TYPE_CHECKING:  # the runtime imports torch; the slot must import without it (servicers exist before a store loads)
     from forgetd.server.runtime.runtime import Runtime
 
 

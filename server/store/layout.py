@@ -1,11 +1,12 @@
 """The model store on disk: its layout, crash-safe file writes, and the manifest that names the live version.
 
 Every mutable artifact is copy-on-write: a forget writes *new* files (named after the version that wrote
-them), fsyncs them, and then switches `CURRENT.json` (the manifest: live version, the tag of the request that
-produced it, the artifact files it uses, the DPUS bookkeeping) with one atomic rename. A crash before the
-rename leaves the old version intact plus some unreferenced files, which `collect_garbage` removes on the
-next open; a crash after it leaves the new version complete. Training builds the whole store in a hidden
-sibling directory and renames it into place, so a crashed training never leaves a store that opens.
+them), fsyncs them, and then switches `CURRENT.json` (the manifest: live version, the batch tag of the
+requests that produced it (store/batch_tag.py), the artifact files it uses, the DPUS bookkeeping) with one
+atomic rename. A crash before the rename leaves the old version intact plus some unreferenced files, which
+`collect_garbage` removes on the next open; a crash after it leaves the new version complete. Training
+builds the whole store in a hidden sibling directory and renames it into place, so a crashed training never
+leaves a store that opens.
 
     store/
       store.json          immutable: format, config, what training measured (m, sizes, accuracies, device)
@@ -14,15 +15,18 @@ sibling directory and renames it into place, so a crashed training never leaves 
       index/shard<k>.npz  immutable: sample -> optimizer steps whose batch held it (CSR)
       test.npz            the test split (never forgotten, so never rewritten)
       rows.sqlite         the erasable training rows (RowStore)
-      refs.npy            immutable: HMAC(subject key, id) per training row, so no file holds an id
+      refs.npy            immutable: subject_ref(subject key, id) per training row, so no file holds an id
       keys/subject.key    the deployment's HMAC key (0600)
+      keys/head_ed25519.key  the key that signs ledger heads (made by the daemon)
       artifacts/          checkpoints and increments, one file per shard (per step for increments) per version
       CURRENT.json        the manifest (see Manifest)
       ledger.sqlite       written by the daemon, never by the engine
+      audit/<name>/       the audit vaults (store/vault.py)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -42,8 +46,13 @@ __all__ = [
     "atomic_write_json",
     "write_durable",
     "save_array",
+    "sha256_file",
     "fsync_dir",
     "collect_garbage",
+    "params_artifact",
+    "optim_artifact",
+    "increments_artifact",
+    "versioned_file",
 ]
 
 FORMAT = "forgetd.store.v1"
@@ -51,6 +60,9 @@ FORMAT = "forgetd.store.v1"
 
 @dataclass(frozen=True)
 class StorePaths:
+    """Every path of a store (the tree above), so no other module spells a file name of its own. An audit
+    vault has the same tree: StorePaths(vault_dir) names its files too."""
+
     root: Path
 
     @property
@@ -74,12 +86,21 @@ class StorePaths:
         return self.root / "rows.sqlite"
 
     @property
+    def refs(self) -> Path:
+        return self.root / "refs.npy"
+
+    @property
     def keys(self) -> Path:
         return self.root / "keys"
 
     @property
     def subject_key(self) -> Path:
-        return self.root / "keys" / "subject.key"
+        return self.keys / "subject.key"
+
+    @property
+    def head_key(self) -> Path:
+        """The Ed25519 key that signs ledger heads; the daemon makes it on its first start."""
+        return self.keys / "head_ed25519.key"
 
     @property
     def artifacts(self) -> Path:
@@ -93,11 +114,44 @@ class StorePaths:
     def ledger(self) -> Path:
         return self.root / "ledger.sqlite"
 
+    @property
+    def audit(self) -> Path:
+        """Where the audit vaults live (store/vault.py), one folder each."""
+        return self.root / "audit"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
     def index(self, shard: int) -> Path:
-        return self.root / "index" / f"shard{shard}.npz"
+        return self.index_dir / f"shard{shard}.npz"
 
     def artifact(self, name: str) -> Path:
         return self.artifacts / name
+
+    def immutable(self) -> tuple[Path, ...]:
+        """The files training writes once and nothing rewrites (the index files aside): what a vault links."""
+        return (self.meta, self.genesis, self.layout, self.test, self.refs)
+
+
+def params_artifact(shard: int) -> str:
+    """The logical name of a shard's checkpoint parameters (a Manifest.files key)."""
+    return f"shard{shard}.params"
+
+
+def optim_artifact(shard: int) -> str:
+    """The logical name of a shard's checkpoint Adam state."""
+    return f"shard{shard}.optim"
+
+
+def increments_artifact(shard: int, step: int) -> str:
+    """The logical name of a shard's recorded increments of step s."""
+    return f"shard{shard}.step{step}.inc"
+
+
+def versioned_file(logical: str, version: int) -> str:
+    """The file under artifacts/ that holds `logical` as the version that wrote it wrote it (copy-on-write)."""
+    return f"{logical}.v{version}.npy"
 
 
 @dataclass
@@ -181,6 +235,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read a MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

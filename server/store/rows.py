@@ -28,8 +28,9 @@ from types import TracebackType
 
 import numpy as np
 
-from forgetd.server.data.loaders import hash_rows
+from forgetd.server.data import hash_rows
 from forgetd.server.errors import DataError, StoreError, UnknownSample
+from forgetd.server.store.layout import fsync_dir
 
 __all__ = ["RowStore"]
 
@@ -96,7 +97,7 @@ class RowStore:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         finally:
             for leftover in _sqlite_files(tmp):
                 leftover.unlink(missing_ok=True)
@@ -184,7 +185,7 @@ class RowStore:
 
     def digest(self) -> str:
         """Hex SHA-256 of the current rows in insertion order: b"forgetd.rowstore.v1\\0", the feature count as
-        u64 big-endian, then the rows encoded as `forgetd.server.data.loaders.hash_rows` documents."""
+        u64 big-endian, then the rows encoded as `forgetd.server.data.hash_rows` documents."""
         ids, X, y = self.load()
         h = hashlib.sha256(_FORMAT.encode() + b"\0")
         h.update(self.num_features.to_bytes(8, "big"))
@@ -276,11 +277,3 @@ def _checkpoint(conn: sqlite3.Connection, path: Path) -> None:
 
 def _sqlite_files(db: Path) -> list[Path]:
     return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

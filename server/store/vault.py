@@ -25,7 +25,6 @@ content digest (RowStore.digest), since an SQLite file's bytes are not a functio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,18 +35,15 @@ from typing import Any
 
 from forgetd.server.errors import StoreError
 from forgetd.server.store.rows import RowStore
-from forgetd.server.store.layout import Manifest, StorePaths, atomic_write_json, fsync_dir
+from forgetd.server.store.layout import Manifest, StorePaths, atomic_write_json, fsync_dir, sha256_file
 
-__all__ = ["AUDIT_DIR", "GENESIS_VAULT", "VaultRecord", "create_vault", "remove_vault", "vault_dir", "vault_names",
-           "link_or_copy", "sweep_stale"]
+__all__ = ["GENESIS_VAULT", "VaultRecord", "create_vault", "remove_vault", "vault_dir", "vault_names",
+           "link_or_copy", "sha256_file", "sweep_stale"]
 
-AUDIT_DIR = "audit"
 GENESIS_VAULT = "genesis"
 RECORD = "vault.json"
-ROWS = "rows.sqlite"
+ROWS = StorePaths(Path()).rows.name  # the one file a vault copies rather than links, and removes first
 FORMAT = "forgetd.vault.v1"
-# The store's immutable files a replay opens, relative to the store root (index files are added per shard).
-_IMMUTABLE = ("store.json", "genesis.json", "layout.npz", "test.npz", "refs.npy")
 
 
 @dataclass(frozen=True)
@@ -78,8 +74,8 @@ class VaultRecord:
 def sweep_stale(store_dir: str | Path) -> list[str]:
     """Remove the hidden build and scratch directories (`.<name>.building-<pid>-...`, `.replay-<pid>-...`) of
     processes that are gone: a killed audit must not leave a copy of the rows behind for good."""
-    root = Path(store_dir) / AUDIT_DIR
-    removed = []
+    root = StorePaths(Path(store_dir)).audit
+    removed: list[str] = []
     if not root.is_dir():
         return removed
     for path in root.iterdir():
@@ -106,23 +102,15 @@ def _alive(pid: int) -> bool:
 
 
 def vault_dir(store_dir: str | Path, name: str) -> Path:
-    return Path(store_dir) / AUDIT_DIR / name
+    return StorePaths(Path(store_dir)).audit / name
 
 
 def vault_names(store_dir: str | Path) -> list[str]:
     """The vaults present (hidden build and scratch directories excluded)."""
-    root = Path(store_dir) / AUDIT_DIR
+    root = StorePaths(Path(store_dir)).audit
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -157,29 +145,19 @@ def create_vault(store_dir: str | Path, name: str) -> VaultRecord:
     if not name or name.startswith(".") or "/" in name:
         raise StoreError(f"vault name {name!r} must be a plain, non-hidden directory name")
     paths = StorePaths(Path(store_dir))
-    root = paths.root / AUDIT_DIR
+    root = paths.audit
     root.mkdir(exist_ok=True)
     sweep_stale(paths.root)
     tmp = root / f".{name}.building-{os.getpid()}-{os.urandom(4).hex()}"
     tmp.mkdir()
     try:
         manifest = Manifest.read(paths.manifest)
-        (tmp / "artifacts").mkdir()
-        (tmp / "index").mkdir()
-        for rel in _IMMUTABLE:
-            link_or_copy(paths.root / rel, tmp / rel)
-        for index in sorted((paths.root / "index").glob("shard*.npz")):
-            link_or_copy(index, tmp / "index" / index.name)
-        for file in sorted(set(manifest.files.values())):
-            link_or_copy(paths.artifact(file), tmp / "artifacts" / file)
-        shutil.copyfile(paths.manifest, tmp / "CURRENT.json")
-        copy_rows(paths.rows, tmp / ROWS)
+        _snapshot(paths, StorePaths(tmp), manifest)
         if Manifest.read(paths.manifest).to_json() != manifest.to_json():
             raise StoreError(f"{paths.root}: the store's version changed while it was being snapshotted; retry "
                              "once the daemon's forget has finished")
         record = _record(tmp, name, manifest.version)
         atomic_write_json(tmp / RECORD, record.to_json())
-        fsync_dir(tmp / "artifacts")
         fsync_dir(tmp)
         final = root / name
         if final.exists():
@@ -190,6 +168,21 @@ def create_vault(store_dir: str | Path, name: str) -> VaultRecord:
     except BaseException:
         _remove_tree(tmp)
         raise
+
+
+def _snapshot(paths: StorePaths, snap: StorePaths, manifest: Manifest) -> None:
+    """Link the store's files of `manifest`'s version into the (empty) vault folder `snap`, and copy its rows."""
+    snap.artifacts.mkdir()
+    snap.index_dir.mkdir()
+    for src, dst in zip(paths.immutable(), snap.immutable()):
+        link_or_copy(src, dst)
+    for index in sorted(paths.index_dir.glob("shard*.npz")):
+        link_or_copy(index, snap.index_dir / index.name)
+    for file in sorted(set(manifest.files.values())):
+        link_or_copy(paths.artifact(file), snap.artifact(file))
+    shutil.copyfile(paths.manifest, snap.manifest)
+    copy_rows(paths.rows, snap.rows)
+    fsync_dir(snap.artifacts)
 
 
 def read_record(store_dir: str | Path, name: str) -> VaultRecord:

@@ -1,0 +1,221 @@
+"""The `Dataset` type every loader returns, its digest encoding, the keyed train/test split, and the tabular
+column encoding the Adult and CSV loaders share.
+
+Every sample carries a stable string id, because forget requests name samples by id. A `Dataset` checks
+itself when built: shapes agree, values are finite, labels are in range and ids are unique across splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from forgetd.server.errors import DataError
+
+__all__ = ["Dataset", "Hasher", "hash_rows", "split_is_test", "Column", "encode", "parse_number", "no_options"]
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Features and labels of a train and a test split, each row named by a sample id.
+
+    Arrays are stored C-contiguous and read-only (X float32, y int64); ids are unique across both splits.
+    """
+
+    name: str
+    feature_names: tuple[str, ...]
+    train_ids: tuple[str, ...]
+    X_train: np.ndarray  # (N, F) float32
+    y_train: np.ndarray  # (N,) int64, 0..num_classes-1
+    test_ids: tuple[str, ...]
+    X_test: np.ndarray  # (M, F) float32
+    y_test: np.ndarray  # (M,) int64
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for field in ("feature_names", "train_ids", "test_ids"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        n_features = len(self.feature_names)
+        if self.num_classes < 2:
+            raise DataError(f"dataset {self.name!r}: num_classes is {self.num_classes}; a classifier needs at least 2")
+        for split, ids in (("train", self.train_ids), ("test", self.test_ids)):
+            X = _frozen(np.asarray(getattr(self, f"X_{split}")), np.float32)
+            y = _frozen(np.asarray(getattr(self, f"y_{split}")), np.int64)
+            if X.ndim != 2 or X.shape[1] != n_features:
+                raise DataError(
+                    f"dataset {self.name!r}: X_{split} has shape {X.shape}; expected (rows, {n_features}) "
+                    f"to match the {n_features} feature names"
+                )
+            if y.shape != (len(ids),) or X.shape[0] != len(ids):
+                raise DataError(
+                    f"dataset {self.name!r}: {split} split has {len(ids)} ids, X_{split} {X.shape[0]} rows "
+                    f"and y_{split} shape {y.shape}; all three must agree"
+                )
+            if not np.isfinite(X).all():
+                row, col = np.argwhere(~np.isfinite(X))[0]
+                raise DataError(
+                    f"dataset {self.name!r}: X_{split} row {row} ({ids[row]!r}) column {col} "
+                    f"({self.feature_names[col]!r}) is not finite"
+                )
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                row = int(np.argmax((y < 0) | (y >= self.num_classes)))
+                raise DataError(
+                    f"dataset {self.name!r}: y_{split} row {row} ({ids[row]!r}) is {y[row]}; labels must be "
+                    f"in 0..{self.num_classes - 1}"
+                )
+            object.__setattr__(self, f"X_{split}", X)
+            object.__setattr__(self, f"y_{split}", y)
+        if len(self.train_ids) == 0:
+            raise DataError(f"dataset {self.name!r}: the train split is empty")
+        seen: set[str] = set()
+        for split, ids in (("train", self.train_ids), ("test", self.test_ids)):
+            for i, sid in enumerate(ids):
+                if not isinstance(sid, str) or not sid:
+                    raise DataError(f"dataset {self.name!r}: {split} row {i} has id {sid!r}; ids are non-empty strings")
+                if sid in seen:
+                    raise DataError(f"dataset {self.name!r}: {split} row {i}: duplicate sample id {sid!r}")
+                seen.add(sid)
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names)
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the data, stable across machines and numpy versions.
+
+        Encoding: b"forgetd.dataset.v1\\0", num_classes and the feature count as u64 big-endian, then for the
+        train split and then the test split: the row count as u64 BE, each id as its UTF-8 length (u32 BE)
+        and bytes, X as little-endian float32 row-major, y as little-endian int64. Names are not included:
+        renaming a data set or its features does not change what a model learned from it.
+        """
+        h = hashlib.sha256(b"forgetd.dataset.v1\0")
+        h.update(struct.pack(">QQ", self.num_classes, self.num_features))
+        for ids, X, y in ((self.train_ids, self.X_train, self.y_train), (self.test_ids, self.X_test, self.y_test)):
+            hash_rows(h, ids, X, y)
+        return h.hexdigest()
+
+    def subset(self, n_train: int, n_test: int | None = None) -> Dataset:
+        """The first `n_train` training rows and the first `n_test` test rows (all of them when None)."""
+        n_test = len(self.test_ids) if n_test is None else n_test
+        if not 1 <= n_train <= len(self.train_ids):
+            raise DataError(f"subset: n_train is {n_train}; choose 1..{len(self.train_ids)}")
+        if not 0 <= n_test <= len(self.test_ids):
+            raise DataError(f"subset: n_test is {n_test}; choose 0..{len(self.test_ids)}")
+        return Dataset(
+            name=f"{self.name}[:{n_train},:{n_test}]",
+            feature_names=self.feature_names,
+            train_ids=self.train_ids[:n_train],
+            X_train=self.X_train[:n_train],
+            y_train=self.y_train[:n_train],
+            test_ids=self.test_ids[:n_test],
+            X_test=self.X_test[:n_test],
+            y_test=self.y_test[:n_test],
+            num_classes=self.num_classes,
+        )
+
+
+def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
+    out: np.ndarray = np.array(a, dtype=dtype, order="C", copy=True)  # a copy: never freeze the caller's own array
+    out.flags.writeable = False
+    return out
+
+
+class Hasher(Protocol):
+    """What `hash_rows` feeds: any hashlib object (or anything else that takes bytes)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def hash_rows(h: Hasher, ids: Sequence[str], X: np.ndarray, y: np.ndarray) -> None:
+    """Feed rows into hashlib object `h`: the row count (u64 BE), each id as its UTF-8 length (u32 BE) and
+    bytes, X as little-endian float32 row-major, y as little-endian int64 (the encoding `digest` documents)."""
+    h.update(struct.pack(">Q", len(ids)))
+    for sid in ids:
+        b = sid.encode("utf-8")
+        h.update(struct.pack(">I", len(b)))
+        h.update(b)
+    h.update(np.ascontiguousarray(X, dtype="<f4").tobytes())
+    h.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
+
+
+def split_is_test(sample_id: str, test_fraction: float, seed: int) -> bool:
+    """Whether `sample_id` falls in the test split: a keyed hash of the id, the same on every machine."""
+    key = f"forgetd.split.v1:{seed}".encode()
+    u = int.from_bytes(hmac.new(key, sample_id.encode("utf-8"), hashlib.sha256).digest()[:8], "big")
+    return u < test_fraction * 2.0**64
+
+
+def no_options(kind: str, options: Mapping[str, object]) -> None:
+    """DataError naming the options a loader does not take (a typo must not be ignored silently)."""
+    if options:
+        raise DataError(f"{kind}: unknown option(s) {sorted(options)}; see load_dataset's documentation")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tabular encoding shared by the Adult and CSV loaders: numeric columns standardised with the train
+# split's mean and std, categorical columns one-hot over the categories seen in the train split.
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    numeric: bool
+
+
+def encode(
+    columns: Sequence[Column], train: list[list[str]], test: list[list[str]]
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(feature names, X_train, X_test) of string cells, one list per row in the order of `columns`."""
+    names: list[str] = []
+    train_blocks: list[np.ndarray] = []
+    test_blocks: list[np.ndarray] = []
+    for j, col in enumerate(columns):
+        tr = [r[j] for r in train]
+        te = [r[j] for r in test]
+        if col.numeric:
+            a = np.array([float(v) for v in tr], dtype=np.float64)
+            b = np.array([float(v) for v in te], dtype=np.float64)
+            mean = float(a.mean()) if len(a) else 0.0
+            std = float(a.std()) if len(a) else 0.0
+            std = std if std > 0 else 1.0  # a constant column stays at zero rather than dividing by zero
+            names.append(col.name)
+            train_blocks.append(((a - mean) / std)[:, None])
+            test_blocks.append(((b - mean) / std)[:, None])
+        else:
+            cats = sorted(set(tr))
+            index = {c: k for k, c in enumerate(cats)}
+            names.extend(f"{col.name}={c}" for c in cats)
+            train_blocks.append(_one_hot(tr, index))
+            test_blocks.append(_one_hot(te, index))  # categories unseen in training encode as all zeros
+
+    def stack(blocks: list[np.ndarray], n: int) -> np.ndarray:
+        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
+
+    return tuple(names), stack(train_blocks, len(train)), stack(test_blocks, len(test))
+
+
+def _one_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
+    codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+    out = np.zeros((len(values), len(index)), dtype=np.float64)
+    known = codes >= 0
+    out[np.flatnonzero(known), codes[known]] = 1.0
+    return out
+
+
+def parse_number(path: Path, line: int, column: str, value: str) -> float:
+    """`value` as a finite float; DataError naming the file, row and column otherwise."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise DataError(f"{path}: row {line}, column {column!r}: {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise DataError(f"{path}: row {line}, column {column!r}: {value!r} is not a finite number")
+    return x

@@ -1,0 +1,80 @@
+"""What the engine reports: the plan of a forget (Engine.plan) and the forget it applied (Engine.forget).
+
+Guarantees are spelled EXACT / APPROXIMATE here, as the engine has always reported them (the benches print
+them so); the ledger and the batch tag use the vocabulary's lower-case words (forgetd.server.vocabulary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from forgetd.server.engine.model import ModelSnapshot
+from forgetd.server.store.batch_tag import BatchTag
+
+__all__ = ["EXACT", "APPROXIMATE", "PlanEntry", "Plan", "SampleResult", "ForgetReport"]
+
+EXACT = "EXACT"
+APPROXIMATE = "APPROXIMATE"
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    sample_id: str
+    shard: int
+    slice: int  # 1-based
+    region: str  # "update" | "retrain"
+    strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
+    estimated_samples_read: int  # if it were forgotten alone
+    guarantee: str  # EXACT | APPROXIMATE
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str  # resolved: never "auto"
+    m: int
+    samples: tuple[PlanEntry, ...]
+    estimated_samples_read: int  # the coalesced request (one retrain per shard from its earliest start)
+    guarantee: str
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    sample_id: str
+    shard: int
+    slice: int
+    region: str
+    strategy: str
+    guarantee: str
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """One applied forget: the version it published and what each sample got."""
+
+    version: int
+    digest: str
+    shard_digests: tuple[str, ...]
+    strategy: str  # resolved
+    samples: tuple[SampleResult, ...]
+    guarantee: str
+    residue_steps: int  # unrecorded optimizer steps that held a DPUS-forgotten sample and were not retrained
+    samples_read: int
+    seconds: float
+    snapshot: ModelSnapshot = field(repr=False, compare=False)  # the version published, ready to serve
+    tag: BatchTag | None = None  # written with the version when the forget named its requests
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-safe, no floats: the duration is `micros`; the tag is its manifest text."""
+        return {
+            "version": self.version,
+            "digest": self.digest,
+            "shard_digests": list(self.shard_digests),
+            "strategy": self.strategy,
+            "samples": [vars(s).copy() for s in self.samples],
+            "guarantee": self.guarantee,
+            "residue_steps": self.residue_steps,
+            "samples_read": self.samples_read,
+            "micros": int(round(self.seconds * 1e6)),
+            "tag": None if self.tag is None else self.tag.to_json(),
+        }

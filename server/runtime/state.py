@@ -1,0 +1,74 @@
+"""What admission, the worker and recovery share, under one lock: the ledger fold, the queue of pending
+requests, the samples still in the store, and the live model.
+
+The fold is always the ledger's state: every append goes through `RuntimeState.append` while the caller holds
+the lock, which folds the new entry (and first any entry another process appended meanwhile), so the order
+of appends, of folds and of the queue is one order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from forgetd.ledger import Entry
+
+from forgetd.server.runtime.events import LedgerFold, Requested
+from forgetd.server.runtime.ledger_writer import LedgerWriter
+from forgetd.server.runtime.live import LiveModel
+
+__all__ = ["Pending", "RuntimeState"]
+
+
+@dataclass
+class Pending:
+    """An acknowledged request the worker has not applied yet."""
+
+    requested: Requested  # its subjects name the samples; the worker maps them to the store's ids
+    enqueued: float  # time.monotonic()
+    done: threading.Event = field(default_factory=threading.Event)
+    failed: bool = False  # its batch failed: it stays pending in the ledger until a restart applies it
+
+
+class RuntimeState:
+    def __init__(self, ledger: LedgerWriter, subject_key: bytes) -> None:
+        self.ledger = ledger
+        self.subject_key = subject_key
+        self.fold = LedgerFold()
+        self.lock = threading.Lock()  # guards everything below and the appends' order
+        self.work = threading.Condition(self.lock)  # notified when the queue grows or shutdown begins
+        self.queue: deque[str] = deque()  # request ids in ledger order
+        self.pending: dict[str, Pending] = {}
+        # request id -> its sample ids as the request named them, for the answers. Never written down: after
+        # a restart they are the store's spelling of those it still holds, and "" for the others.
+        self.raw_ids: dict[str, tuple[str, ...]] = {}
+        # Subject ref -> the id as the store spells it, for the samples still in the store. The ledger names a
+        # sample by the ref of its NFC form, so a client may spell an id in any Unicode normal form; the
+        # engine is always handed the store's own spelling.
+        self.remaining: dict[str, str] = {}
+        self.stopping = False
+        self.halted = False  # set when a batch failed: no further batch may run before a restart
+        self.drain_until = 0.0
+        self.live: LiveModel  # set by recovery, then swapped by the worker
+
+    def append(self, event_type: str, payload: Mapping[str, Any], event_id: str) -> Entry:
+        """Appends and folds in one step (caller holds the lock), so the fold is always the ledger's state."""
+        entry = self.ledger.append(event_type, payload, event_id=event_id)
+        if entry.seq > self.fold.size + 1:
+            # Another process appended meanwhile (`forgetd verify --seal` records audit.verified events):
+            # fold those entries first, so the fold stays the ledger's state.
+            for missed in self.ledger.read(self.fold.size + 1, entry.seq - 1 - self.fold.size):
+                self.fold.add(missed.seq, missed.type, missed.leaf_hash, missed.payload)
+        self.fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
+        return entry
+
+    def enqueue(self, requested: Requested, ids: tuple[str, ...], enqueued: float | None = None) -> None:
+        """Queue an acknowledged request for the worker (caller holds the lock)."""
+        rid = requested.request_id
+        self.pending[rid] = Pending(requested, time.monotonic() if enqueued is None else enqueued)
+        self.raw_ids[rid] = ids
+        self.queue.append(rid)
