@@ -181,12 +181,15 @@ def _check_json_kinds(name: str, datatype: str, values: list[Any]) -> None:
 
 
 def encode_http_response(outputs: Mapping[str, np.ndarray], request: InferRequest, *, model_name: str,
-                         model_version: str = "") -> tuple[bytes, dict[str, str]]:
+                         model_version: str = "", parameters: Mapping[str, Any] | None = None,
+                         ) -> tuple[bytes, dict[str, str]]:
     """The body and headers answering `request`: each output as JSON `data`, or as binary data after the
     JSON when `request.binary_output(name)`; the length header is set only when something is binary."""
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request.id:
         doc["id"] = request.id
+    if parameters:
+        doc["parameters"] = dict(parameters)
     entries, blobs = [], []
     for name, array in outputs.items():
         entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}

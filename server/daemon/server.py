@@ -1,4 +1,5 @@
-"""The daemon's lifecycle: configuration, the gRPC server, health, reflection, auth and TLS.
+"""The daemon's lifecycle: the gRPC server, health and reflection (auth and TLS: auth.py), and the HTTP
+front beside it when `http_listen` is set (server/api/http).
 
     server, port = create_server(ServerConfig(store=path, listen="127.0.0.1:0"))
     with server:                 # start(): bind, NOT_SERVING, load the store, recover, SERVING
@@ -11,14 +12,11 @@ folded, and again from the first moment of shutdown, so a load balancer never ro
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,80 +24,32 @@ from grpc_reflection.v1alpha import reflection
 
 from forgetd.v1 import inference_service_pb2, inference_service_pb2_grpc, unlearning_service_pb2, unlearning_service_pb2_grpc
 
+from forgetd.server.api.oip_grpc import SERVICE_NAME as OIP_SERVICE_NAME, add_oip_servicer
+from forgetd.server.api.oip_model import OipModel
 from forgetd.server.api.v1 import InferenceServicer, UnlearningServicer
 from forgetd.server.config import ServerConfig
-from forgetd.server.errors import InvalidConfig, NotServing
+from forgetd.server.daemon.auth import BearerTokenInterceptor, server_credentials
+from forgetd.server.errors import InvalidConfig
 from forgetd.server.runtime.slot import RuntimeSlot
+
+if TYPE_CHECKING:
+    from forgetd.server.api.http.server import HttpFront
+    from forgetd.server.runtime.runtime import Runtime
+
+__all__ = ["Daemon", "create_server", "SERVICE_NAMES"]
 
 log = logging.getLogger("forgetd.server")
 
-# Methods that change what the model knows; every other method reads, and stays open to auditors.
-PROTECTED_METHODS = frozenset({"/forgetd.v1.UnlearningService/Forget"})
 SERVICE_NAMES = (
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     unlearning_service_pb2.DESCRIPTOR.services_by_name["UnlearningService"].full_name,
 )
 
 
-def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
-    """The TLS credentials of the listening port; InvalidConfig names a file that cannot be read."""
-    assert config.tls_cert is not None and config.tls_key is not None
-    cert, key = _read(config.tls_cert, "--tls-cert"), _read(config.tls_key, "--tls-key")
-    ca = _read(config.tls_client_ca, "--tls-client-ca") if config.tls_client_ca is not None else None
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
-
-
-def _read(path: Path, flag: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidConfig(f"{flag} {path}: cannot read it ({exc.strerror}); give a readable PEM file") from None
-
-
-# ------------------------------------------------------------------------------------------------- auth
-
-
-class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Aborts calls to protected methods with UNAUTHENTICATED unless they carry `authorization: Bearer <token>`."""
-
-    def __init__(self, token: str, protected: frozenset[str] = PROTECTED_METHODS) -> None:
-        self._expected = f"Bearer {token}".encode()
-        self._protected = protected
-
-        def deny(message: str) -> grpc.RpcMethodHandler:
-            def abort(request: Any, context: grpc.ServicerContext) -> None:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-            return grpc.unary_unary_rpc_method_handler(abort)
-
-        self._missing = deny("this call needs a bearer token: send metadata 'authorization: Bearer <token>'")
-        self._wrong = deny("the bearer token is not valid for this server")
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        if handler_call_details.method not in self._protected:
-            return continuation(handler_call_details)
-        given = next((v for k, v in handler_call_details.invocation_metadata if k == "authorization"), None)
-        if given is None:
-            return self._missing
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
-        # Constant time, so the token cannot be guessed byte by byte from response times.
-        if not hmac.compare_digest(given_bytes, self._expected):
-            return self._wrong
-        return continuation(handler_call_details)
-
-
-# ------------------------------------------------------------------------------------------------- the server
-
-
 class Daemon:
     """One store served over gRPC. Use `create_server`; `with` starts it and stops it with grace."""
 
     def __init__(self, config: ServerConfig, *, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> None:
-
         self.config = config
         self._slot = RuntimeSlot()
         chain = list(interceptors)
@@ -118,6 +68,10 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self._slot), self._server)
         unlearning_service_pb2_grpc.add_UnlearningServiceServicer_to_server(UnlearningServicer(self._slot), self._server)
+        self.oip = OipModel(self._slot)  # the Open Inference Protocol's view of the model, shared by its fronts
+        add_oip_servicer(self.oip, self._server)
+        # The OIP messages live in their own descriptor pool (forgetd.oip.POOL), which reflection cannot merge
+        # with the default one, so reflection lists forgetd.v1 and health; OIP clients bring their own stubs.
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
@@ -128,17 +82,26 @@ class Daemon:
         except RuntimeError as exc:  # grpc raises a bare RuntimeError when it cannot bind
             raise InvalidConfig(f"cannot listen on {config.listen} ({exc}); is another server using the port?") from None
         self.address = f"{config.listen.rpartition(':')[0]}:{self.port}"
+        self.http: HttpFront | None = None
+        if config.http_listen is not None:
+            try:
+                self.http = _http_front(config, self._slot, self.oip)
+            except BaseException:
+                self._server.stop(0)  # releases the gRPC port bound above
+                raise
+        self.http_port = self.http.port if self.http is not None else None
+        self.http_address = self.http.address if self.http is not None else None
         self._started = False
         self._stopped = threading.Event()
         self._threads = contextlib.ExitStack()  # torch's thread setting while serving, restored at stop
 
     def _set_health(self, status: int) -> None:
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *SERVICE_NAMES, OIP_SERVICE_NAME):
             self._health.set(name, status)
 
     @property
-    def runtime(self) -> Any:
-        """The loaded runtime (forgetd.server.runtime.runtime.Runtime); NotServing before start() finished."""
+    def runtime(self) -> Runtime:
+        """The loaded runtime; NotServing before start() finished."""
         return self._slot.get()
 
     def start(self) -> None:
@@ -151,10 +114,14 @@ class Daemon:
         self._started = True
         self._server.start()
         try:
+            if self.http is not None:
+                self.http.start()  # answers at once: ready is 503 until the runtime is in the slot
             self._threads.enter_context(serving_threads())
             runtime = Runtime.open(self.config)
         except BaseException:
             self._server.stop(0)
+            if self.http is not None:
+                self.http.stop(0)
             self._threads.close()
             raise
         with self._slot.lock:
@@ -164,8 +131,9 @@ class Daemon:
             self._slot.runtime = runtime
         runtime.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving model version %d (%s) on %s%s", runtime.live.version, runtime.live.digest[:16],
-                 self.address, " with TLS" if self.config.tls else "")
+        log.info("serving model version %d (%s) on %s%s%s", runtime.live.version, runtime.live.digest[:16],
+                 self.address, f" and HTTP {self.http_address}" if self.http_address else "",
+                 " with TLS" if self.config.tls else "")
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls, finishes the forget batch in progress, lets calls in flight end, closes the ledger."""
@@ -179,9 +147,13 @@ class Daemon:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         log.info("shutting down: no new calls; finishing the forget in progress")
         done = self._server.stop(grace)  # refuses new calls now; calls in flight get `grace` seconds
+        if self.http is not None:
+            self.http.shutdown(grace)  # the same for HTTP: no new connections, requests in flight finish
         if runtime is not None:
             runtime.stop(grace)  # applies what was acknowledged, within the grace; the rest waits for a restart
         done.wait()
+        if self.http is not None:
+            self.http.wait(grace + 5.0)  # before the runtime closes: a request in flight still reads it
         if runtime is not None:
             runtime.close()
         self._threads.close()
@@ -199,7 +171,20 @@ class Daemon:
         self.stop()
 
 
-def create_server(config: ServerConfig, **kwargs: Any) -> tuple[Daemon, int]:
+def _http_front(config: ServerConfig, slot: RuntimeSlot, oip: OipModel) -> HttpFront:
+    # FastAPI and uvicorn load only when the HTTP port is on, so a gRPC-only daemon starts without them.
+    from forgetd.server.api.http.app import create_app
+    from forgetd.server.api.http.context import HttpContext
+    from forgetd.server.api.http.server import HttpFront
+
+    assert config.http_listen is not None
+    context = HttpContext(slot, oip, token=config.token, max_body_bytes=config.max_message_bytes)
+    return HttpFront(create_app(context), config.http_listen, tls_cert=config.tls_cert, tls_key=config.tls_key,
+                     tls_client_ca=config.tls_client_ca)
+
+
+def create_server(config: ServerConfig, *,
+                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[Daemon, int]:
     """A daemon bound to config.listen (port 0 = a free port) and the port it got; `with` the daemon to run it."""
-    daemon = Daemon(config, **kwargs)
+    daemon = Daemon(config, interceptors=interceptors)
     return daemon, daemon.port
