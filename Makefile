@@ -28,9 +28,10 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json
 	cd $(INTEROP) && npm install --no-audit --no-fund --silent
 	touch $@
 
-# The product's main job: the daemon. With no --store it trains the built-in demo model and serves it.
+# The product's main job: the daemon. With no --store it trains the built-in demo model and serves it,
+# gRPC on 127.0.0.1:50051 and HTTP on 127.0.0.1:8080 (an --http-listen in ARGS, coming last, wins).
 run: $(STAMP)
-	$(VENV)/bin/forgetd serve $(ARGS)
+	$(VENV)/bin/forgetd serve --http-listen 127.0.0.1:8080 $(ARGS)
 
 # The whole test suite (unit, property, gRPC end to end, crash, the Node.js interop client, buf lint).
 test: $(STAMP) $(INTEROP)/node_modules/.installed

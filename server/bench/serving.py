@@ -3,11 +3,14 @@
 Figures, not a test. Predict is measured side by side with a bare grpcio service that answers the same
 request with a prebuilt response of the same size, in the same process and the same run, alternating in
 blocks so that machine noise hits both alike; the ratio is the daemon's overhead (validation, the model,
-building the answer). Forgets run against a private copy of the store (the bench never changes yours).
+building the answer). At 1 row the Open Inference Protocol's two forms take their turns in the same blocks
+(fronts.py): ModelInfer beside Predict, REST infer beside a bare uvicorn echo. Forgets run against a private
+copy of the store (the bench never changes yours).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import shutil
@@ -19,19 +22,31 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 import grpc
 import numpy as np
 
-from forgetd.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
+from forgetd.v1 import inference_service_pb2, inference_service_pb2_grpc
 from forgetd.v1 import unlearning_service_pb2, unlearning_service_pb2_grpc
 
-from forgetd.server import ServerConfig, create_server
+from forgetd.server.api.convert import STRATEGY_TO_PROTO
+from forgetd.server.bench import BENCH_STRATEGIES
+from forgetd.server.bench.http_serving import HttpBench, format_http, measure_http  # the HTTP API's figures
+from forgetd.server.bench.fronts import (FRONTS, FrontTargets, HttpEcho, http_answer, interleaved, model_infer_request,
+                                         one_row_calls, rest_request)
+from forgetd.server.cli.options import DEVICE
+from forgetd.server.config import ServerConfig
+from forgetd.server.daemon.server import Daemon, create_server
+from forgetd.server.errors import ForgetdError, InvalidConfig
+from forgetd.server.store.layout import StorePaths
+from forgetd.server.vocabulary import CONCRETE_STRATEGIES, DPUS
 
-STRATEGY_VALUES = {"retrain": common_pb2.STRATEGY_RETRAIN, "sisa": common_pb2.STRATEGY_SISA,
-                   "dpus": common_pb2.STRATEGY_DPUS, "hs": common_pb2.STRATEGY_HS, "ohs": common_pb2.STRATEGY_OHS}
+if TYPE_CHECKING:
+    from forgetd.server.runtime.runtime import Runtime
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class ServingBench:
     batch_sizes: tuple[int, ...] = (64, 1024)
     acks: int = 50  # Forgets with wait=false
     forgets: int = 20  # Forgets with wait=true per strategy
-    strategies: tuple[str, ...] = ("dpus", "hs", "ohs", "sisa", "retrain")
+    strategies: tuple[str, ...] = BENCH_STRATEGIES
     seed: int = 0
     device: str = "auto"  # where the daemon holds the model and runs Predict
 
@@ -53,8 +68,11 @@ class Figures:
     device: str = ""
     rows: int = 0
     predict: dict[str, dict[str, float]] = field(default_factory=dict)  # "1 row", "64 rows"... -> figures
+    fronts: dict[str, dict[str, float]] = field(default_factory=dict)  # 1 row: FRONTS name -> p50_ms, p99_ms
+    front_ratios: dict[str, float] = field(default_factory=dict)  # p50 over p50, "model_infer/predict"...
     forget_ack_ms: dict[str, float] = field(default_factory=dict)
     forget_done_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # strategy -> p50/p99
+    http: dict[str, float] = field(default_factory=dict)  # POST /unlearn and scraping, beside gRPC (http_serving.py)
 
 
 class _Echo(inference_service_pb2_grpc.InferenceServiceServicer):
@@ -63,7 +81,8 @@ class _Echo(inference_service_pb2_grpc.InferenceServiceServicer):
     def __init__(self, responses: dict[int, inference_service_pb2.PredictResponse]) -> None:
         self._responses = responses
 
-    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Predict(self, request: inference_service_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> inference_service_pb2.PredictResponse:
         return self._responses[request.rows]
 
 
@@ -71,35 +90,18 @@ def _pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples), q))
 
 
-def _timed(call: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def _interleaved(a: Callable[[], Any], b: Callable[[], Any], n: int, blocks: int = 10) -> tuple[list[float], list[float]]:
-    """n timed calls of each, alternating in blocks, after a warm-up of each."""
-    _timed(a, 20), _timed(b, 20)
-    ta: list[float] = []
-    tb: list[float] = []
-    for _ in range(blocks):
-        ta += _timed(a, max(1, n // blocks))
-        tb += _timed(b, max(1, n // blocks))
-    return ta, tb
-
-
-def _client(ours: str, echo: str, wire: dict[int, bytes], plan: list[tuple[int, int]]) -> dict[int, tuple[list[float], list[float]]]:
-    """The load generator (in a child process): per batch size, timed Predicts on both servers."""
+def _client(targets: FrontTargets, wire: dict[int, bytes],
+            plan: list[tuple[int, int]]) -> dict[int, dict[str, list[float]]]:
+    """The load generator (in a child process): per batch size, timed calls of every front it is measured on."""
     out = {}
-    with grpc.insecure_channel(ours) as a, grpc.insecure_channel(echo) as b:
-        stub_a = inference_service_pb2_grpc.InferenceServiceStub(a)
-        stub_b = inference_service_pb2_grpc.InferenceServiceStub(b)
+    with contextlib.ExitStack() as stack:
+        one_row = one_row_calls(stack, targets)
+        ours, echo = (stack.enter_context(grpc.insecure_channel(a)) for a in (targets.grpc, targets.echo))
+        stub_a, stub_b = (inference_service_pb2_grpc.InferenceServiceStub(c) for c in (ours, echo))
         for n, calls in plan:
             request = inference_service_pb2.PredictRequest.FromString(wire[n])
-            out[n] = _interleaved(lambda: stub_a.Predict(request), lambda: stub_b.Predict(request), calls)
+            batched = {"predict": lambda: stub_a.Predict(request), "echo": lambda: stub_b.Predict(request)}
+            out[n] = interleaved(one_row if n == 1 else batched, calls)
     return out
 
 
@@ -111,17 +113,18 @@ def run_serving_bench(bench: ServingBench, progress: Callable[[str], None] = lam
             _train(store, bench.train_rows, bench.device)
         else:
             shutil.copytree(bench.store, store)  # forgets change a store: never the caller's
-            (store / "ledger.sqlite").unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
-                (store / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
-        daemon, port = create_server(ServerConfig(store=store, listen="127.0.0.1:0", device=bench.device))
+            ledger = StorePaths(store).ledger
+            for suffix in ("", "-wal", "-shm"):  # the ledger and SQLite's files beside it: a fresh ledger
+                ledger.with_name(ledger.name + suffix).unlink(missing_ok=True)
+        daemon, port = create_server(ServerConfig(store=store, listen="127.0.0.1:0", http_listen="127.0.0.1:0",
+                                                  device=bench.device))
         with daemon:
             return _measure(bench, daemon, port, progress)
 
 
 def _train(path: Path, rows: int, device: str) -> None:
     from forgetd.server.config import EngineConfig
-    from forgetd.server.data.loaders import load_dataset
+    from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
     from forgetd.server.cli.serve import DEMO_EPOCHS, DEMO_SLICES
 
@@ -129,7 +132,7 @@ def _train(path: Path, rows: int, device: str) -> None:
     Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
 
 
-def _measure(bench: ServingBench, daemon: Any, port: int, progress: Callable[[str], None]) -> Figures:
+def _measure(bench: ServingBench, daemon: Daemon, port: int, progress: Callable[[str], None]) -> Figures:
     runtime = daemon.runtime
     figures = Figures(device=runtime.info.device)
     f, c = runtime.info.num_features, runtime.info.num_classes
@@ -147,43 +150,65 @@ def _measure(bench: ServingBench, daemon: Any, port: int, progress: Callable[[st
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(_Echo(responses), echo)
     echo_port = echo.add_insecure_port("127.0.0.1:0")
     echo.start()
+    assert daemon.http_port is not None
+    row = np.frombuffer(requests[1].features, dtype="<f4").reshape(1, f)
+    rest_body, rest_headers = rest_request(row)
+    http_echo = HttpEcho(*http_answer(daemon.http_port, rest_body, rest_headers))  # the daemon's own answer
+    http_echo.front.start()
     try:
         # The client runs in its own process, as real clients do: sharing this process's GIL with the
         # servers would charge the client's own work to whichever server was measured.
+        targets = FrontTargets(f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}", daemon.http_port, http_echo.front.port,
+                               requests[1].SerializeToString(), model_infer_request(row).SerializeToString(),
+                               rest_body, tuple(rest_headers.items()))
         wire = {n: r.SerializeToString() for n, r in requests.items()}
         plan = [(n, bench.latency_calls if n == 1 else bench.throughput_calls) for n in sizes]
         progress("Predict: " + ", ".join(f"{calls} calls of {n} row(s)" for n, calls in plan)
-                 + " on forgetd and on the bare echo, alternating")
+                 + " on forgetd and on the bare echo, alternating; at 1 row also ModelInfer, REST infer and a "
+                 "bare uvicorn echo")
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            timings = pool.apply(_client, (f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}", wire, plan))
-        for n, (ours, bare) in timings.items():
-            figures.predict[f"{n} row" + ("s" if n > 1 else "")] = {
-                "forgetd_p50_ms": _pct(ours, 50) * 1e3, "forgetd_p99_ms": _pct(ours, 99) * 1e3,
-                "echo_p50_ms": _pct(bare, 50) * 1e3, "echo_p99_ms": _pct(bare, 99) * 1e3,
-                "forgetd_rows_per_s": n / statistics.fmean(ours), "echo_rows_per_s": n / statistics.fmean(bare),
-                "p50_ratio": _pct(ours, 50) / _pct(bare, 50),
-            }  # fmt: skip
+            _record(pool.apply(_client, (targets, wire, plan)), figures)
         _forgets(bench, runtime, channel, figures, progress)
+        figures.http = measure_http(HttpBench(acks=bench.acks, predicts=bench.latency_calls), daemon, progress)
     finally:
         channel.close()
         echo.stop(0)
+        http_echo.front.stop(0)
     return figures
 
 
-def _forgets(bench: ServingBench, runtime: Any, channel: grpc.Channel, figures: Figures,
+def _record(timings: dict[int, dict[str, list[float]]], figures: Figures) -> None:
+    for n, timed in timings.items():
+        ours, bare = timed["predict"], timed["echo"]
+        figures.predict[f"{n} row" + ("s" if n > 1 else "")] = {
+            "forgetd_p50_ms": _pct(ours, 50) * 1e3, "forgetd_p99_ms": _pct(ours, 99) * 1e3,
+            "echo_p50_ms": _pct(bare, 50) * 1e3, "echo_p99_ms": _pct(bare, 99) * 1e3,
+            "forgetd_rows_per_s": n / statistics.fmean(ours), "echo_rows_per_s": n / statistics.fmean(bare),
+            "p50_ratio": _pct(ours, 50) / _pct(bare, 50),
+        }  # fmt: skip
+    one = timings[1]
+    figures.fronts = {name: {"p50_ms": _pct(one[name], 50) * 1e3, "p99_ms": _pct(one[name], 99) * 1e3}
+                      for name in FRONTS}
+    p50 = {name: f["p50_ms"] for name, f in figures.fronts.items()}
+    figures.front_ratios = {"model_infer/predict": p50["model_infer"] / p50["predict"],
+                            "rest/rest_echo": p50["rest"] / p50["rest_echo"],
+                            "rest/predict": p50["rest"] / p50["predict"]}
+
+
+def _forgets(bench: ServingBench, runtime: Runtime, channel: grpc.Channel, figures: Figures,
              progress: Callable[[str], None]) -> None:
     unlearning = unlearning_service_pb2_grpc.UnlearningServiceStub(channel)
     ids = [str(i) for i in np.random.default_rng(bench.seed).permutation(sorted(runtime.engine.sample_ids()))]
     figures.rows = len(ids)
     need = bench.acks + bench.forgets * len(bench.strategies)
     if need > len(ids) // 2:
-        raise click.ClickException(f"{need} forgets would remove more than half of the {len(ids)} training rows; "
-                                   "lower --acks/--forgets or use a bigger store")
+        raise InvalidConfig(f"{need} forgets would remove more than half of the {len(ids)} training rows; "
+                            "lower --acks/--forgets or use a bigger store")
     progress(f"Forget acknowledgements: {bench.acks} with wait=false")
     acks = []
     sent = []
     for _ in range(bench.acks):
-        request = unlearning_service_pb2.ForgetRequest(sample_ids=[ids.pop()], strategy=common_pb2.STRATEGY_DPUS,
+        request = unlearning_service_pb2.ForgetRequest(sample_ids=[ids.pop()], strategy=STRATEGY_TO_PROTO[DPUS],
                                                        request_id=str(uuid.uuid4()))
         t = time.perf_counter()
         unlearning.Forget(request)
@@ -198,7 +223,7 @@ def _forgets(bench: ServingBench, runtime: Any, channel: grpc.Channel, figures: 
         progress(f"Forget completions, {name}: {bench.forgets} with wait=true")
         done = []
         for _ in range(bench.forgets):
-            request = unlearning_service_pb2.ForgetRequest(sample_ids=[ids.pop()], strategy=STRATEGY_VALUES[name],
+            request = unlearning_service_pb2.ForgetRequest(sample_ids=[ids.pop()], strategy=STRATEGY_TO_PROTO[name],
                                                            wait=True)
             t = time.perf_counter()
             unlearning.Forget(request)
@@ -215,6 +240,15 @@ def format_figures(figures: Figures) -> str:
         lines.append(f"{name:<12}{p['forgetd_p50_ms']:>10.3f} ms{p['forgetd_p99_ms']:>7.3f} ms{p['echo_p50_ms']:>8.3f} ms"
                      f"{p['echo_p99_ms']:>7.3f} ms{p['p50_ratio']:>7.2f}x{p['forgetd_rows_per_s']:>16,.0f}"
                      f"{p['echo_rows_per_s']:>14,.0f}")
+    lines += ["", f"{'1 row, every front':<30}{'p50':>10}{'p99':>12}"]
+    labels = {"predict": "forgetd.v1 Predict", "echo": "bare gRPC echo", "model_infer": "OIP ModelInfer (gRPC)",
+              "rest": "OIP REST infer (HTTP)", "rest_echo": "bare uvicorn echo"}
+    for name, d in figures.fronts.items():
+        lines.append(f"{labels[name]:<30}{d['p50_ms']:>7.3f} ms{d['p99_ms']:>9.3f} ms")
+    if figures.front_ratios:
+        r = figures.front_ratios
+        lines.append(f"ModelInfer / Predict (p50): {r['model_infer/predict']:.2f}x (target <= 1.2x); "
+                     f"REST / uvicorn echo: {r['rest/rest_echo']:.2f}x; REST / Predict: {r['rest/predict']:.2f}x")
     lines.append("")
     if figures.forget_ack_ms:
         a = figures.forget_ack_ms
@@ -222,11 +256,11 @@ def format_figures(figures: Figures) -> str:
     lines.append(f"{'Forget applied (wait=true)':<28}{'p50':>10}{'p99':>12}")
     for name, d in figures.forget_done_ms.items():
         lines.append(f"{name:<28}{d['p50']:>7.2f} ms{d['p99']:>9.2f} ms")
-    return "\n".join(lines)
+    return "\n".join(lines + format_http(figures.http))
 
 
-def _csv(kind: Callable[[str], Any]) -> Callable[[Any, Any, str], tuple[Any, ...]]:
-    def parse(ctx: Any, param: Any, value: str) -> tuple[Any, ...]:
+def _csv(kind: Callable[[str], _T]) -> Callable[[click.Context, click.Parameter, str], tuple[_T, ...]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[_T, ...]:
         try:
             return tuple(kind(v.strip()) for v in value.split(",") if v.strip())
         except ValueError as exc:
@@ -236,8 +270,8 @@ def _csv(kind: Callable[[str], Any]) -> Callable[[Any, Any, str], tuple[Any, ...
 
 
 def _strategy(name: str) -> str:
-    if name not in STRATEGY_VALUES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_VALUES)}")
+    if name not in CONCRETE_STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(CONCRETE_STRATEGIES)}")
     return name
 
 
@@ -250,14 +284,18 @@ def _strategy(name: str) -> str:
 @click.option("--batch-sizes", default="64,1024", show_default=True, callback=_csv(int))
 @click.option("--acks", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--forgets", type=click.IntRange(min=0), default=20, show_default=True, help="Per strategy.")
-@click.option("--strategies", default="dpus,hs,ohs,sisa,retrain", show_default=True, callback=_csv(_strategy))
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--strategies", default=",".join(BENCH_STRATEGIES), show_default=True, callback=_csv(_strategy))
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def serving(store: Path | None, train_rows: int, latency_calls: int, throughput_calls: int,
             batch_sizes: tuple[int, ...], acks: int, forgets: int, strategies: tuple[str, ...], device: str,
             as_json: bool) -> None:
-    """Predict latency and throughput beside a bare gRPC echo, Forget ack and completion latency."""
+    """Predict latency and throughput beside a bare gRPC echo; 1-row ModelInfer (gRPC) and REST infer
+    (HTTP) beside Predict and a bare uvicorn echo; Forget ack and completion latency."""
     config = ServingBench(store, train_rows, latency_calls, throughput_calls, batch_sizes, acks, forgets, strategies,
                           device=device)
-    figures = run_serving_bench(config, progress=lambda m: click.echo(m, err=True))
+    try:
+        figures = run_serving_bench(config, progress=lambda m: click.echo(m, err=True))
+    except ForgetdError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(asdict(figures), indent=2) if as_json else format_figures(figures))

@@ -62,7 +62,7 @@ class ModelConfig(_message.Message):
     def __init__(self, shards: _Optional[int] = ..., slices: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., budget_samples: _Optional[int] = ..., seed: _Optional[int] = ..., default_strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., aggregation: _Optional[str] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("version", "digest", "shard_digests", "config", "threshold_m", "training_accuracy", "forgotten_count", "num_features", "num_classes", "device", "head_public_key", "ledger_seq", "verifier_key", "checkpoint_origin")
+    __slots__ = ("version", "digest", "shard_digests", "config", "threshold_m", "training_accuracy", "forgotten_count", "num_features", "num_classes", "device", "head_public_key", "ledger_seq", "verifier_key", "checkpoint_origin", "sla")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SHARD_DIGESTS_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class GetModelResponse(_message.Message):
     LEDGER_SEQ_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    SLA_FIELD_NUMBER: _ClassVar[int]
     version: int
     digest: str
     shard_digests: _containers.RepeatedScalarFieldContainer[str]
@@ -91,4 +92,19 @@ class GetModelResponse(_message.Message):
     ledger_seq: int
     verifier_key: str
     checkpoint_origin: str
-    def __init__(self, version: _Optional[int] = ..., digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[ModelConfig, _Mapping]] = ..., threshold_m: _Optional[int] = ..., training_accuracy: _Optional[float] = ..., forgotten_count: _Optional[int] = ..., num_features: _Optional[int] = ..., num_classes: _Optional[int] = ..., device: _Optional[str] = ..., head_public_key: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., verifier_key: _Optional[str] = ..., checkpoint_origin: _Optional[str] = ...) -> None: ...
+    sla: UnlearningSla
+    def __init__(self, version: _Optional[int] = ..., digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[ModelConfig, _Mapping]] = ..., threshold_m: _Optional[int] = ..., training_accuracy: _Optional[float] = ..., forgotten_count: _Optional[int] = ..., num_features: _Optional[int] = ..., num_classes: _Optional[int] = ..., device: _Optional[str] = ..., head_public_key: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., verifier_key: _Optional[str] = ..., checkpoint_origin: _Optional[str] = ..., sla: _Optional[_Union[UnlearningSla, _Mapping]] = ...) -> None: ...
+
+class UnlearningSla(_message.Message):
+    __slots__ = ("target_seconds", "window", "mean_seconds", "batches", "breached")
+    TARGET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BREACHED_FIELD_NUMBER: _ClassVar[int]
+    target_seconds: float
+    window: int
+    mean_seconds: float
+    batches: int
+    breached: bool
+    def __init__(self, target_seconds: _Optional[float] = ..., window: _Optional[int] = ..., mean_seconds: _Optional[float] = ..., batches: _Optional[int] = ..., breached: _Optional[bool] = ...) -> None: ...
