@@ -258,7 +258,7 @@ def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tupl
 def _compare(batch: ReplayBatch, got: ForgetReport) -> ReplayMismatch | None:
     for want, have in zip(batch.outcomes, got.samples):
         have_t = (want[0], int(have.shard), int(have.slice), str(have.region), str(have.strategy),
-                  str(have.guarantee).lower())
+                  str(have.guarantee))
         if have_t != tuple(want):
             return ReplayMismatch(batch.seq, f"sample {want[0][:16]}... was routed differently on replay",
                                   _fmt(want[1:]), _fmt(have_t[1:]))

@@ -27,6 +27,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
+# The UCI Adult files (adult.data, adult.test) for the tests that use real data; they skip when it is absent.
+# FORGETD_ADULT_DIR points elsewhere; by default the folder the test machines keep beside the checkout.
+ADULT_DIR = Path(os.environ.get("FORGETD_ADULT_DIR", REPO.parent / "shared" / "datasets" / "adult"))
 
 # Small enough to train in about a second on one core: 300 rows, 4 slices, 1 epoch, a narrow MLP. Slice
 # sizes are ~75 rows, so with the default budget the last slice forms the retrain region (m = 1) and every

@@ -1,4 +1,4 @@
-"""The engine's exactness contract (issue 3, tests 1-7) on small synthetic data and an Adult subset.
+"""The engine's exactness contract (docs/unlearning.md, sections 5 and 9) on small synthetic data and an Adult subset.
 
 Expected values are computed here from the store's files and the documented rules (batch plans from
 `epoch_order`, increments summed in float64 in ascending step order), not by asking the engine again.
@@ -156,7 +156,7 @@ def test_sisa_forget_is_bitwise_equal_to_retrain_from_scratch(fresh: Engine, dat
     with Engine.open(copy) as other:
         gold = other.forget([d], "retrain")
     assert sisa.digest == gold.digest
-    assert sisa.samples[0].guarantee == "EXACT" and sisa.samples[0].slice == 3
+    assert sisa.samples[0].guarantee == "exact" and sisa.samples[0].slice == 3
     # SISA reads only steps 3..5; RETRAIN reads all of them.
     assert 0 < sisa.samples_read < gold.samples_read
     assert sisa.digest != before  # the retrain really changed the model
@@ -210,7 +210,7 @@ def test_dpus_subtracts_each_recorded_step_once(fresh: Engine, dataset: Dataset)
     assert np.array_equal(view.params(0)[-1], expected)
     # Steps S-m+1..S held d1 too but were never recorded: that is the residue, stated.
     assert result.residue_steps == len(set(view.batch_steps(d1, S))) - len(steps1) == CONFIG.epochs * m
-    assert result.guarantee == "APPROXIMATE" and result.samples_read == 0
+    assert result.guarantee == "approximate" and result.samples_read == 0
 
     # A second sample sharing a batch with d1: that shared increment is already gone, so it is not
     # subtracted a second time.
@@ -250,7 +250,7 @@ def test_hs_sends_update_region_to_dpus_and_retrain_region_to_sisa(fresh: Engine
     early, late = in_slice(view, 2), in_slice(view, S)
     plan = fresh.plan([early, late], "hs")
     assert [(e.region, e.strategy, e.guarantee) for e in plan.samples] == [
-        ("update", "dpus", "APPROXIMATE"), ("retrain", "sisa", "EXACT")]
+        ("update", "dpus", "approximate"), ("retrain", "sisa", "exact")]
     assert plan.estimated_samples_read == CONFIG.epochs * 500  # step S alone, all 500 rows
     # Applied together: DPUS of `early` on every checkpoint before S, then SISA of step S without both.
     steps = sorted(set(view.batch_steps(early, S - m)))
@@ -286,7 +286,7 @@ def test_ohs_subtracts_up_to_s_minus_m_and_retrains_the_rest(fresh: Engine, data
     for s in range(1, S - m + 1):
         assert np.array_equal(after[s], corrected[s]), f"checkpoint {s}"
     assert result.samples_read == CONFIG.epochs * (400 - 1 + 500 - 1)  # steps 4 and 5 without d
-    assert result.residue_steps == 0 and result.guarantee == "APPROXIMATE"
+    assert result.residue_steps == 0 and result.guarantee == "approximate"
     assert result.samples[0].strategy == "ohs"
 
 

@@ -17,13 +17,13 @@ from forgetd.server.engine.strategies import route
     "strategy, slice_, expected",
     [
         # S = 10, m = 3: slices 1..7 update region, 8..10 retrain region
-        ("hs", 7, ("update", "dpus", "APPROXIMATE")),
-        ("hs", 8, ("retrain", "sisa", "EXACT")),
-        ("ohs", 1, ("update", "ohs", "APPROXIMATE")),
-        ("ohs", 10, ("retrain", "sisa", "EXACT")),
-        ("sisa", 1, ("update", "sisa", "EXACT")),
-        ("dpus", 9, ("retrain", "dpus", "APPROXIMATE")),
-        ("retrain", 4, ("update", "retrain", "EXACT")),
+        ("hs", 7, ("update", "dpus", "approximate")),
+        ("hs", 8, ("retrain", "sisa", "exact")),
+        ("ohs", 1, ("update", "ohs", "approximate")),
+        ("ohs", 10, ("retrain", "sisa", "exact")),
+        ("sisa", 1, ("update", "sisa", "exact")),
+        ("dpus", 9, ("retrain", "dpus", "approximate")),
+        ("retrain", 4, ("update", "retrain", "exact")),
     ],
 )
 def test_route(strategy: str, slice_: int, expected: tuple[str, str, str]) -> None:
@@ -61,11 +61,11 @@ def test_with_m_s_hs_and_ohs_are_sisa(dataset: Dataset, tmp_path: Path) -> None:
         victim = a.sample_ids()[0]
         shutil.copytree(a.store_dir, tmp_path / "b")
         plan = a.plan([victim], "auto")
-        assert plan.samples[0].strategy == "sisa" and plan.guarantee == "EXACT"
+        assert plan.samples[0].strategy == "sisa" and plan.guarantee == "exact"
         sisa = a.forget([victim], "sisa")
     with Engine.open(tmp_path / "b") as b:
         ohs = b.forget([victim], "ohs")
-    assert sisa.digest == ohs.digest and ohs.guarantee == "EXACT"
+    assert sisa.digest == ohs.digest and ohs.guarantee == "exact"
 
 
 def test_dpus_of_a_retrain_region_sample_subtracts_nothing_and_reports_the_residue(dataset: Dataset, tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_dpus_of_a_retrain_region_sample_subtracts_nothing_and_reports_the_resid
         before = a.digest()
         result = a.forget([late], "dpus")
         assert result.digest == before  # no recorded increment held it
-        assert result.residue_steps == 1 and result.guarantee == "APPROXIMATE"  # E = 1 unrecorded batch
+        assert result.residue_steps == 1 and result.guarantee == "approximate"  # E = 1 unrecorded batch
 
 
 def test_auto_is_the_configured_default(dataset: Dataset, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def forget_one(engine: Engine, sid: str, strategy: str, run: Run) -> None:
     result = engine.forget([sid], strategy)
     run.seconds.append(time.perf_counter() - t0)  # wall time of the whole call, publish included
     run.samples_read.append(result.samples_read)
-    run.guarantees[result.guarantee] += 1
+    run.guarantees[result.guarantee.upper()] += 1  # the tables print guarantees in capitals
     run.routes.update(s.strategy for s in result.samples)
     run.residue_steps += result.residue_steps
 

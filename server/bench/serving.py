@@ -1,4 +1,4 @@
-"""`forgetd bench serving` (wired into `forgetd bench` by client/cli.py): what the daemon costs over bare gRPC, and how fast a Forget is acknowledged and applied.
+"""`forgetd bench serving` (wired into `forgetd bench` by client/cli/main.py): what the daemon costs over bare gRPC, and how fast a Forget is acknowledged and applied.
 
 Figures, not a test. Predict is measured side by side with a bare grpcio service that answers the same
 request with a prebuilt response of the same size, in the same process and the same run, alternating in

@@ -1,9 +1,9 @@
 """`forgetd bench unlearning`: the hybrid-unlearning paper's evaluation (section 4.4), measured on forgetd.
 
-    config = BenchConfig(data="adult:../shared/datasets/adult", requests=100, epochs=2, budget=65122)
+    config = BenchConfig(data="adult:PATH/TO/adult", requests=100, epochs=2, budget=65122)
     results = run_bench(config, "bench-out/adult")       # writes results.json, results.md and PNG plots
 
-Protocol (../shared/UNLEARNING.md, Evaluation): train one store; for each strategy, on its own copy of that
+Protocol (the hybrid paper's evaluation, section 4.4; strategies as docs/unlearning.md defines them): train one store; for each strategy, on its own copy of that
 store, forget the same random single-sample requests one after another, timing each call; then measure test
 accuracy and membership inference on the forgotten samples. The strategies take turns request by request
 (each still sees its own requests in order), so load from other work on the machine falls on all of them. A burst run forgets the same ids as one coalesced
@@ -223,7 +223,7 @@ class _BenchRun:
                 entry["burst_seconds"] = time.perf_counter() - t0
                 entry["burst_samples_read"] = burst.samples_read
                 entry["burst_accuracy"] = eng.evaluate()
-                entry["burst_guarantee"] = burst.guarantee
+                entry["burst_guarantee"] = burst.guarantee.upper()
             shutil.rmtree(self.work / f"{k}-burst")
             written()
 

@@ -4,7 +4,7 @@ Every sample carries a stable string id, because forget requests name samples by
 a malformed file is a `DataError` that names the file, the row and the column, and nothing is returned.
 
     from forgetd.server.data import load_dataset
-    ds = load_dataset("adult", "../shared/datasets/adult")
+    ds = load_dataset("adult", "PATH/TO/adult")  # the folder holding adult.data and adult.test
     ds = load_dataset("csv", "people.csv", id_column="user", label_column="churned")
     ds = load_dataset("synthetic", n=2000, seed=0)
 

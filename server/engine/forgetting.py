@@ -39,9 +39,8 @@ def batch_tag(store: LoadedStore, planned: PlannedForget, request_ids: Sequence[
     the plan foresees it (store/batch_tag.py), samples named by subject ref only."""
     plan = planned.plan
     subjects = tuple(
-        # The engine spells guarantees EXACT/APPROXIMATE; the ledger's schema uses the vocabulary's lower case.
         TaggedSubject(subject_ref(store.subject_key, e.sample_id), e.shard, e.slice, e.region, e.strategy,
-                      e.guarantee.lower())
+                      e.guarantee)
         for e in plan.samples
     )
     return BatchTag(tuple(request_ids), strategy, plan.strategy, subjects, plan.estimated_samples_read,

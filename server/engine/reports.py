@@ -1,7 +1,7 @@
 """What the engine reports: the plan of a forget (Engine.plan) and the forget it applied (Engine.forget).
 
-Guarantees are spelled EXACT / APPROXIMATE here, as the engine has always reported them (the benches print
-them so); the ledger and the batch tag use the vocabulary's lower-case words (forgetd.server.vocabulary).
+Guarantees are the vocabulary's words (forgetd.server.vocabulary: "exact", "approximate"), the same spelling
+the ledger, the batch tag and the API use; only the benchmarks' tables print them in capitals.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Any
 
 from forgetd.server.engine.model import ModelSnapshot
 from forgetd.server.store.batch_tag import BatchTag
+from forgetd.server.vocabulary import APPROXIMATE, EXACT  # re-exported: the engine's modules import them here
 
 __all__ = ["EXACT", "APPROXIMATE", "PlanEntry", "Plan", "SampleResult", "ForgetReport"]
 
-EXACT = "EXACT"
-APPROXIMATE = "APPROXIMATE"
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class PlanEntry:
     region: str  # "update" | "retrain"
     strategy: str  # what this sample gets: retrain | sisa | dpus | ohs
     estimated_samples_read: int  # if it were forgotten alone
-    guarantee: str  # EXACT | APPROXIMATE
+    guarantee: str  # vocabulary.EXACT | vocabulary.APPROXIMATE
 
 
 @dataclass(frozen=True)

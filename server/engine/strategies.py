@@ -1,4 +1,4 @@
-"""The forget strategies of ../shared/UNLEARNING.md, applied to one shard's state without touching disk.
+"""The forget strategies of docs/unlearning.md (section 5), applied to one shard's state without touching disk.
 
 `forget_shard` takes a shard's live state, the forget set's members in that shard and a strategy, and
 returns the shard's *new* state (copies: the caller publishes it atomically or drops it). The rules:

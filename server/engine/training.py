@@ -1,4 +1,4 @@
-"""Sliced training (the paper's Algorithm 1 as ../shared/UNLEARNING.md defines it) and its cost model.
+"""Sliced training (the hybrid paper's Algorithm 1 as docs/unlearning.md sections 2-3 define it) and its cost model.
 
 Everything random is derived, never drawn in sequence: the shard of a sample is a keyed hash of its id, the
 slice order of a shard, its initial parameters and the batch plan of every (shard, step, epoch) each come

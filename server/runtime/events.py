@@ -1,6 +1,6 @@
 """The daemon's ledger events: how each payload is built, read back and folded into the ledger's state.
 
-Pure: JSON in, frozen dataclasses out; no I/O, no torch. The auditor (issue 5) parses the same events with
+Pure: JSON in, frozen dataclasses out; no I/O, no torch. The auditor (forgetd.client.audit; docs/unlearning.md) parses the same events with
 its own code, so the schema below is the contract. Every payload is a JSON object with no floats and
 integers below 2^53 (the ledger canonicalises it with RFC 8785). Sample ids never appear: a sample is named
 by its subject ref, HMAC-SHA256(deployment key, NFC id) in lower-case hex (`forgetd.ledger.subject_ref`).

@@ -97,7 +97,7 @@ class Predictor:
         self.num_features = int(shape.layers[0][0])
         self.num_classes = int(shape.num_classes)
         self.vote = snapshot.aggregation == "vote"
-        # The engine's flat layout (server/model.py): per layer, weight (out, in) row-major, then bias (out,).
+        # The engine's flat layout (server/engine/model.py): per layer, weight (out, in) row-major, then bias (out,).
         self.shards: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         for flat in snapshot.params:  # shared, never modified after publication
             if flat.requires_grad:
