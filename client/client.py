@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from forgetd.client.errors import InvalidRows, from_grpc_error
+from forgetd.client.records import Record, records_proto
 from forgetd.client.types import HeadProofs, LedgerEntry, ModelInfo, Prediction, Receipt, strategy_to_proto
 from forgetd.v1 import (
     inference_service_pb2,
@@ -163,6 +164,14 @@ class Client:
         request = inference_service_pb2.PredictRequest(features=features, rows=n, columns=columns)
         return Prediction.from_proto(self._unary(self._inference.Predict, request))
 
+    def predict_records(self, records: Sequence[Record]) -> Prediction:
+        """Probabilities and labels for raw rows, each a mapping of column name -> number or text naming every
+        column of the model's input schema (`model().input_schema`). The server encodes them as training
+        encoded its rows, so the answer is bitwise that of the encoded rows. An unknown category or a missing
+        column is InvalidArgument naming it (unless the store was trained with --unknown-category zeros)."""
+        request = inference_service_pb2.PredictRequest(records=records_proto(records))
+        return Prediction.from_proto(self._unary(self._inference.Predict, request))
+
     def model(self) -> ModelInfo:
         """The live model: version, digests, configuration, threshold m."""
         return ModelInfo.from_proto(self._unary(self._inference.GetModel, inference_service_pb2.GetModelRequest()))
@@ -189,7 +198,8 @@ class Client:
             request_id=request_id or str(uuid.uuid4()),
             wait=wait,
         )
-        return Receipt.from_proto(self._unary(self._unlearning.Forget, request, timeout=timeout))
+        receipt = Receipt.from_proto(self._unary(self._unlearning.Forget, request, timeout=timeout))
+        return _named(receipt, request.sample_ids)
 
     def forget_status(self, request_id: str) -> Receipt:
         """The current state of an earlier forget, by its request_id (NotFound if the server has none)."""
@@ -258,3 +268,15 @@ class Client:
     @staticmethod
     def _sleep(attempt: int) -> None:
         time.sleep(min(_BACKOFF_INITIAL_S * 2**attempt, _BACKOFF_MAX_S))
+
+
+def _named(receipt: Receipt, ids: Sequence[str]) -> Receipt:
+    """The receipt with the caller's own ids on samples the server answered by subject ref alone.
+
+    A server may withhold raw sample ids from its answers (it keeps none once a request is applied); the
+    outcomes come in request order, so the caller, who sent the ids, can put them back itself.
+    """
+    if len(receipt.samples) != len(ids) or all(s.sample_id for s in receipt.samples):
+        return receipt
+    samples = tuple(s if s.sample_id else dataclasses.replace(s, sample_id=i) for s, i in zip(receipt.samples, ids))
+    return dataclasses.replace(receipt, samples=samples)

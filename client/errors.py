@@ -140,6 +140,10 @@ class StoreUnreadable(ForgetdClientError):
     """A store file the auditor reads is missing or malformed; the message names it."""
 
 
+class NoSpace(ForgetdClientError):
+    """The auditor's scratch copy of a vault, or a replayed forget, did not fit: the store's file system is full."""
+
+
 class StoreSealError(ForgetdClientError):
     """The seal was refused: the store changed between the audit and its snapshot, cannot be copied, or its
     ledger would not take the audit.verified entry."""

@@ -22,10 +22,13 @@ class LedgerHead:
     merkle_root: bytes
     signature: bytes  # empty if unsigned
     public_key: bytes  # empty if unsigned
+    # The same head as a signed C2SP checkpoint note (c2sp.org/tlog-checkpoint, UTF-8 text): the deployment's
+    # signature, then any witness cosignatures. "" from a server (or in a receipt) from before checkpoints.
+    checkpoint: str = ""
 
     @classmethod
     def from_proto(cls, msg: common_pb2.LedgerHead) -> LedgerHead:
-        return cls(msg.size, msg.chain_hash, msg.merkle_root, msg.signature, msg.public_key)
+        return cls(msg.size, msg.chain_hash, msg.merkle_root, msg.signature, msg.public_key, msg.checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@ A receipt (forgetd.client.types.Receipt) carries the seq and leaf hash of its `f
 of its `forget.applied` once applied), the signed head the daemon answered with, and inclusion proofs of
 those entries against that head. Checking it later, against the store's ledger file or a running daemon:
 
-1. the head's Ed25519 signature verifies, under the deployment's key when it is known;
+1. the head's Ed25519 signature verifies, under the deployment's key when it is known, and so does its C2SP
+   checkpoint (when the receipt has one: receipts from before checkpoints have none), which must state the
+   same head under the deployment's origin;
 2. each inclusion proof verifies against the receipt's own head (the receipt is internally sound);
 3. the ledger now is at least as long as the receipt's head, and a consistency proof shows that head is a
    prefix of the current one (a truncated tail or a history rewritten end to end fails here);
@@ -38,6 +40,7 @@ from forgetd.client.types import (
 from forgetd.ledger import (
     BadSignature,
     ConsistencyProof,
+    Ed25519Verifier,
     Head,
     InvalidHead,
     Ledger,
@@ -45,6 +48,10 @@ from forgetd.ledger import (
     Problem,
     ProofError,
     SignedHead,
+    checkpoint_verifier,
+    default_origin,
+    open_checkpoint,
+    read_checkpoint,
     verify_consistency,
     verify_inclusion,
     verify_signed_head,
@@ -55,11 +62,14 @@ __all__ = [
     "InvalidReceipt",
     "ReceiptReport",
     "ReceiptServer",
+    "check_checkpoint",
     "check_head_signature",
+    "genesis_key_and_origin",
     "load_receipt",
     "receipt_from_json",
     "receipt_to_json",
     "save_receipt",
+    "verify_receipt_offline",
     "verify_receipt_with_client",
     "verify_receipt_with_store",
 ]
@@ -121,6 +131,20 @@ def check_head_signature(head: Head, signature: bytes, public_key: bytes, truste
     return None
 
 
+def check_checkpoint(head: Head, checkpoint: str, public_key: bytes, origin: str | None, what: str) -> Problem | None:
+    """None when `checkpoint` is a checkpoint of `head` signed by `public_key` under `origin` (when given; else
+    under its own origin line, which the signature covers: the key name is the origin)."""
+    try:
+        origin = origin or read_checkpoint(checkpoint.encode()).origin
+        signed = open_checkpoint(checkpoint.encode(), checkpoint_verifier(bytes(public_key), origin), origin=origin)
+        stated = signed.checkpoint.to_head()
+    except LedgerError as exc:
+        return Problem(head.size, f"{what}'s checkpoint does not verify: {exc}")
+    if stated != head:
+        return Problem(head.size, f"{what}'s checkpoint states another head", head.to_hex(), stated.to_hex())
+    return None
+
+
 def _entries(receipt: Receipt) -> list[tuple[str, int, bytes, InclusionProof | None]]:
     out = [("forget.requested", receipt.requested_seq, receipt.requested_leaf_hash, receipt.requested_proof)]
     if receipt.applied_seq:
@@ -128,8 +152,10 @@ def _entries(receipt: Receipt) -> list[tuple[str, int, bytes, InclusionProof | N
     return out
 
 
-def check_receipt_self(receipt: Receipt, trusted_key: bytes | None) -> tuple[Head | None, list[Problem]]:
-    """Steps 1 and 2: the receipt's head is signed (by `trusted_key`) and its proofs hold against it."""
+def check_receipt_self(receipt: Receipt, trusted_key: bytes | None,
+                       origin: str | None = None) -> tuple[Head | None, list[Problem]]:
+    """Steps 1 and 2: the receipt's head is signed (by `trusted_key`), so is its checkpoint (under `origin`, when
+    known), and its proofs hold against it."""
     problems: list[Problem] = []
     if receipt.head is None:
         return None, [Problem(None, "the receipt has no head", "a signed head", "none")]
@@ -140,6 +166,11 @@ def check_receipt_self(receipt: Receipt, trusted_key: bytes | None) -> tuple[Hea
     bad = check_head_signature(head, receipt.head.signature, receipt.head.public_key, trusted_key, "the receipt's head")
     if bad is not None:
         problems.append(bad)
+    if receipt.head.checkpoint:
+        key = trusted_key if trusted_key is not None else bytes(receipt.head.public_key)
+        bad = check_checkpoint(head, receipt.head.checkpoint, key, origin, "the receipt's head")
+        if bad is not None:
+            problems.append(bad)
     for name, seq, leaf, proof in _entries(receipt):
         if proof is None:
             problems.append(Problem(seq, f"the receipt has no inclusion proof of its {name} entry"))
@@ -155,15 +186,15 @@ def check_receipt_self(receipt: Receipt, trusted_key: bytes | None) -> tuple[Hea
 def verify_receipt_with_store(receipt: Receipt, store_dir: str | Path) -> ReceiptReport:
     """Check `receipt` against the ledger file of the store at `store_dir` (no daemon needed)."""
     path = Path(store_dir) / "ledger.sqlite"
-    checks = ["signature", "inclusion in the receipt's head"]
+    checks = _self_checks(receipt)
     try:
         ledger = Ledger(path, readonly=True)
     except LedgerError as exc:
         return ReceiptReport(receipt.request_id, _size(receipt), None, (Problem(None, str(exc)),), tuple(checks))
     with ledger:
         try:
-            trusted = _genesis_key(ledger)
-            old, problems = check_receipt_self(receipt, trusted)
+            trusted, origin = genesis_key_and_origin(ledger)
+            old, problems = check_receipt_self(receipt, trusted, origin)
             current = ledger.head()
             if old is not None:
                 problems += _check_growth(old, current, lambda: ledger.prove_consistency(old.size, current.size).hashes)
@@ -188,15 +219,27 @@ def verify_receipt_with_store(receipt: Receipt, store_dir: str | Path) -> Receip
     return ReceiptReport(receipt.request_id, _size(receipt), current, tuple(problems), tuple(checks))
 
 
+def verify_receipt_offline(receipt: Receipt, verifier: Ed25519Verifier) -> ReceiptReport:
+    """Steps 1 and 2 alone, with the deployment's checkpoint verifier key (GetModel's verifier_key): the head and
+    its checkpoint are signed by that key under its origin and the inclusion proofs hold. Nothing says the ledger
+    still holds them: that takes a store or a server."""
+    head, problems = check_receipt_self(receipt, verifier.public_key, verifier.name)
+    if head is not None and receipt.head is not None and not receipt.head.checkpoint:
+        problems.append(Problem(head.size, "the receipt's head has no checkpoint to check the verifier key's origin "
+                                           "with (a receipt from before checkpoints)"))
+    return ReceiptReport(receipt.request_id, _size(receipt), None, tuple(problems), tuple(_self_checks(receipt)))
+
+
 def verify_receipt_with_client(receipt: Receipt, client: ReceiptServer) -> ReceiptReport:
     """Check `receipt` against a running daemon: a signed head now, a consistency proof and inclusion proofs."""
-    checks = ["signature", "inclusion in the receipt's head"]
+    checks = _self_checks(receipt)
     try:
-        trusted = bytes.fromhex(client.model().head_public_key)
+        model = client.model()
+        trusted = bytes.fromhex(model.head_public_key)
     except (ForgetdClientError, ValueError) as exc:
         return ReceiptReport(receipt.request_id, _size(receipt), None,
                              (Problem(None, f"cannot ask the server for its head key: {exc}"),), tuple(checks))
-    old, problems = check_receipt_self(receipt, trusted)
+    old, problems = check_receipt_self(receipt, trusted, model.checkpoint_origin or None)
     if old is None:
         return ReceiptReport(receipt.request_id, _size(receipt), None, tuple(problems), tuple(checks))
     seqs = [seq for _n, seq, _l, _p in _entries(receipt)]
@@ -208,6 +251,9 @@ def verify_receipt_with_client(receipt: Receipt, client: ReceiptServer) -> Recei
         return ReceiptReport(receipt.request_id, _size(receipt), None, tuple(problems), tuple(checks))
     current = head_of(now.head)
     bad = check_head_signature(current, now.head.signature, now.head.public_key, trusted, "the server's head now")
+    if bad is None and now.head.checkpoint:
+        bad = check_checkpoint(current, now.head.checkpoint, trusted, model.checkpoint_origin or None,
+                               "the server's head now")
     if bad is not None:
         problems.append(bad)
     proof = now.consistency.hashes if now.consistency is not None else ()
@@ -236,13 +282,23 @@ def _check_growth(old: Head, current: Head, proof: Callable[[], Sequence[bytes]]
     return []
 
 
-def _genesis_key(ledger: Ledger) -> bytes | None:
-    """The head key the ledger's own genesis recorded: the trust anchor of a store-only check."""
+def genesis_key_and_origin(ledger: Ledger) -> tuple[bytes | None, str | None]:
+    """The head key the ledger's own genesis recorded (the trust anchor of a store-only check) and the checkpoint
+    origin it committed (default_origin of the key for a genesis from before the field); (None, None) without."""
     try:
         entry = ledger.entry(1)
-        return bytes.fromhex(entry.payload["head_public_key"]) if entry.type == "genesis" else None
-    except (LedgerError, KeyError, TypeError, ValueError):
-        return None
+        if entry.type != "genesis":
+            return None, None
+        key = bytes.fromhex(entry.payload["head_public_key"])
+        origin = entry.payload.get("checkpoint_origin", default_origin(key))
+        return key, origin if isinstance(origin, str) else None
+    except (LedgerError, KeyError, TypeError, ValueError, AttributeError):
+        return None, None
+
+
+def _self_checks(receipt: Receipt) -> list[str]:
+    checkpoint = ["checkpoint"] if receipt.head is not None and receipt.head.checkpoint else []
+    return ["signature", *checkpoint, "inclusion in the receipt's head"]
 
 
 def _size(receipt: Receipt) -> int:

@@ -14,8 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from forgetd.client.certificates import Certificate, GoldStandard, InfluenceStep, newton_fields_from_json
 from forgetd.client.errors import InvalidReceipt, InvalidStrategy
+from forgetd.client.jsonable import to_jsonable
 from forgetd.client.proofs import ConsistencyProof, HeadProofs, InclusionProof, LedgerHead
+from forgetd.client.records import EncoderResidue, InputSchema
 from forgetd.v1 import common_pb2, inference_service_pb2, unlearning_service_pb2
 
 __all__ = [
@@ -43,13 +46,14 @@ __all__ = [
 ]
 
 # Strategy names as the CLI and the client accept them, in the proto's order.
-STRATEGIES: tuple[str, ...] = ("auto", "retrain", "sisa", "dpus", "hs", "ohs")
+STRATEGIES: tuple[str, ...] = ("auto", "retrain", "sisa", "dpus", "hs", "ohs", "influence", "certified")
 
 _STRATEGY_TO_PROTO: dict[str, common_pb2.Strategy] = {
     name: getattr(common_pb2, f"STRATEGY_{name.upper()}") for name in STRATEGIES
 }
 _PROTO_TO_STRATEGY: dict[int, str] = {v: k for k, v in _STRATEGY_TO_PROTO.items()}
-_GUARANTEE_NAMES: dict[int, str] = {common_pb2.GUARANTEE_EXACT: "exact", common_pb2.GUARANTEE_APPROXIMATE: "approximate"}
+_GUARANTEE_NAMES: dict[int, str] = {common_pb2.GUARANTEE_EXACT: "exact", common_pb2.GUARANTEE_CERTIFIED: "certified",
+                                    common_pb2.GUARANTEE_APPROXIMATE: "approximate"}
 
 
 def strategy_to_proto(name: str) -> common_pb2.Strategy:
@@ -66,7 +70,7 @@ def strategy_name(value: int) -> str:
 
 
 def guarantee_name(value: int) -> str:
-    """"exact", "approximate", or "unspecified" while a request is not applied."""
+    """"exact", "certified", "approximate", or "unspecified" while a request is not applied."""
     return _GUARANTEE_NAMES.get(value, "unspecified")
 
 
@@ -113,12 +117,13 @@ class ModelConfig:
     seed: int
     default_strategy: str  # what "auto" resolves to: "hs" or "ohs"
     aggregation: str  # "mean" or "vote"
+    model: str = "mlp"  # the model family: "mlp" or "linear" (the one STRATEGY_CERTIFIED needs)
 
     @classmethod
     def from_proto(cls, msg: inference_service_pb2.ModelConfig) -> ModelConfig:
         return cls(
             msg.shards, msg.slices, msg.epochs, msg.batch_size, msg.learning_rate, tuple(msg.hidden_sizes),
-            msg.budget_samples, msg.seed, strategy_name(msg.default_strategy), msg.aggregation,
+            msg.budget_samples, msg.seed, strategy_name(msg.default_strategy), msg.aggregation, msg.model or "mlp",
         )  # fmt: skip
 
 
@@ -138,13 +143,23 @@ class ModelInfo:
     device: str  # e.g. "cpu" or "cuda:0"
     head_public_key: str  # hex Ed25519 key that signs ledger heads
     ledger_seq: int  # the ledger entry that published this version
+    # The signed-note verifier key of the head key under the checkpoint origin ("<origin>+<key id>+<key>"): what
+    # a C2SP tool checks LedgerHead.checkpoint with. "" from a server from before checkpoints.
+    verifier_key: str = ""
+    checkpoint_origin: str = ""  # the origin line of the ledger's checkpoints, committed in genesis
+    input_schema: InputSchema | None = None  # the raw rows it takes (Client.predict_records); None: an older server
+    supported_strategies: tuple[str, ...] = ()  # what Forget accepts for this model family; () from an older server
+    gold: GoldStandard | None = None  # the daemon's last gold-standard check; None before one (or without --gold-every)
 
     @classmethod
     def from_proto(cls, msg: inference_service_pb2.GetModelResponse) -> ModelInfo:
         return cls(
             msg.version, msg.digest, tuple(msg.shard_digests), ModelConfig.from_proto(msg.config),
             msg.threshold_m, msg.training_accuracy, msg.forgotten_count, msg.num_features, msg.num_classes,
-            msg.device, msg.head_public_key, msg.ledger_seq,
+            msg.device, msg.head_public_key, msg.ledger_seq, msg.verifier_key, msg.checkpoint_origin,
+            InputSchema.from_proto(msg.input_schema) if msg.HasField("input_schema") else None,
+            tuple(map(strategy_name, msg.supported_strategies)),
+            GoldStandard.from_proto(msg.gold) if msg.HasField("gold") else None,
         )  # fmt: skip
 
 
@@ -201,12 +216,18 @@ class ForgetResult:
     residue_steps: int
     samples_read: int
     apply_micros: int
+    encoder_residue: tuple[EncoderResidue, ...] = ()  # categories left without a training row (APPROXIMATE)
+    certificate: Certificate | None = None  # CERTIFIED: epsilon, delta and the budget each shard spent
+    influence: tuple[InfluenceStep, ...] = ()  # INFLUENCE: per shard, what the damped Newton step did
 
     @classmethod
     def from_proto(cls, msg: unlearning_service_pb2.ForgetResult) -> ForgetResult:
         return cls(
             msg.model_version, msg.model_digest, tuple(msg.shard_digests), strategy_name(msg.strategy),
             guarantee_name(msg.guarantee), msg.residue_steps, msg.samples_read, msg.apply_micros,
+            tuple(map(EncoderResidue.from_proto, msg.encoder_residue)),
+            Certificate.from_proto(msg.certificate) if msg.HasField("certificate") else None,
+            tuple(map(InfluenceStep.from_proto, msg.influence)),
         )  # fmt: skip
 
 
@@ -229,6 +250,10 @@ class Receipt:
     applied_proof: InclusionProof | None  # None while pending
     result: ForgetResult | None  # None while pending
     samples: tuple[SampleOutcome, ...]  # in request order
+    # True once a head holding the receipt's entries was cosigned by the server's witness quorum; `head` is then
+    # that head and head.checkpoint carries the cosignatures. Always False on a server without witnesses.
+    published: bool = False
+    unpublished_reason: str = ""  # why not published yet, in words; "" when published or without witnesses
 
     @property
     def applied(self) -> bool:
@@ -258,20 +283,9 @@ class Receipt:
             applied_proof=InclusionProof.from_proto(r.applied_proof) if r.HasField("applied_proof") else None,
             result=ForgetResult.from_proto(msg.result) if msg.HasField("result") else None,
             samples=tuple(map(SampleOutcome.from_proto, msg.samples)),
+            published=r.published,
+            unpublished_reason=r.unpublished_reason,
         )
-
-
-def to_jsonable(value: Any) -> Any:
-    """Any of the dataclasses above as JSON-ready values: bytes become hex, enums their value."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, (tuple, list)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 # -------------------------------------------------------------------------------------------- receipt JSON
@@ -339,12 +353,15 @@ def receipt_from_json(data: Any) -> Receipt:
         head = LedgerHead(_int(head_data, "size", "head."), _hex(_get(head_data, "chain_hash", "head."), "head.chain_hash"),
                           _hex(_get(head_data, "merkle_root", "head."), "head.merkle_root"),
                           _hex(_get(head_data, "signature", "head."), "head.signature"),
-                          _hex(_get(head_data, "public_key", "head."), "head.public_key"))
+                          _hex(_get(head_data, "public_key", "head."), "head.public_key"),
+                          _optional(head_data, "checkpoint", "", "head."))  # absent before checkpoints
     result_data = data.get("result")
     result = None
     if result_data is not None:
         try:
-            result = ForgetResult(**{**result_data, "shard_digests": tuple(result_data["shard_digests"])})
+            result = ForgetResult(**{**result_data, "shard_digests": tuple(result_data["shard_digests"]), "encoder_residue":
+                                     tuple(EncoderResidue(**r) for r in result_data.get("encoder_residue", ())),
+                                     **newton_fields_from_json(result_data)})
         except (TypeError, KeyError) as exc:
             raise InvalidReceipt(f"receipt field 'result' is malformed ({exc})") from None
     try:
@@ -367,4 +384,13 @@ def receipt_from_json(data: Any) -> Receipt:
         applied_proof=_proof(data.get("applied_proof"), "applied_proof."),
         result=result,
         samples=samples,
+        published=_optional(data, "published", False),  # both absent in receipts from before witnesses
+        unpublished_reason=_optional(data, "unpublished_reason", ""),
     )
+
+
+def _optional(data: dict[str, Any], key: str, default: Any, where: str = "") -> Any:
+    value = data.get(key, default)
+    if type(value) is not type(default):
+        raise InvalidReceipt(f"receipt field {where + key!r} must be a {type(default).__name__}, got {value!r}")
+    return value

@@ -101,7 +101,8 @@ def head(path: Path, as_json: bool) -> None:
 
 @ledger.command()
 @click.argument("path", type=LEDGER_PATH)
-@click.option("--origin", default=None, help="The log's origin line (default: forgetd/<key id>, from the key).")
+@click.option("--origin", default=None,
+              help="The log's origin line (default: the one a forgetd genesis committed, else forgetd/<key id>).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The Ed25519 head key (default: keys/head_ed25519.key beside PATH, as in a forgetd store).")
 def checkpoint(path: Path, origin: str | None, key_path: Path | None) -> None:
@@ -112,6 +113,9 @@ def checkpoint(path: Path, origin: str | None, key_path: Path | None) -> None:
     try:
         key = load_or_create_signing_key(key_path)  # it exists: this only loads it, checking its mode
         with _open(path) as book:
+            if origin is None and len(book) and book.entry(1).type == "genesis":
+                committed = book.entry(1).payload.get("checkpoint_origin")  # a forgetd store's own origin
+                origin = committed if isinstance(committed, str) else None
             click.echo(ledger_checkpoint(book, key, origin).decode(), nl=False)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from exc

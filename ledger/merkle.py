@@ -179,6 +179,31 @@ class MerkleTree:
             raise ProofError(f"tree size {size} is not within 0..{self.size} (the leaves held)")
 
 
+class TreeSnapshot:
+    """The first `size` leaves of a MerkleTree that may go on growing in another thread. Appends never change a
+    node within those leaves, so proofs against any size up to `size` can be built from the live tree without
+    holding whatever lock serialises its appends (a caller asking for thousands of proofs never holds them up)."""
+
+    def __init__(self, tree: MerkleTree, size: int) -> None:
+        tree._check_size(size)
+        self._tree = tree
+        self.size = size
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[0:size]) for a size within the snapshot."""
+        self._check(size)
+        return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """PROOF(old_size, D[0:new_size]) for a new size within the snapshot."""
+        self._check(new_size)
+        return self._tree.consistency_proof(old_size, new_size)
+
+    def _check(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise ProofError(f"tree size {size} is not within 0..{self.size} (the snapshot's size)")
+
+
 # --- verification: hashes only -----------------------------------------------------------------------------
 
 

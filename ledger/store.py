@@ -37,7 +37,7 @@ from .errors import (
     ProofError,
     ReadOnlyLedger,
 )
-from .merkle import ZERO_CHAIN, MerkleTree, hash_chain, hash_leaf
+from .merkle import ZERO_CHAIN, MerkleTree, TreeSnapshot, hash_chain, hash_leaf
 from .model import Entry, Head
 from .proofs import ConsistencyProof, InclusionProof
 from .schema import APPLICATION_ID, COLUMNS, FILE_FORMAT, TABLE, TABLE_SQL, TRIGGERS_SQL, connect
@@ -326,6 +326,12 @@ class Ledger:
             if not 0 <= old_size <= new_size:
                 raise ProofError(f"old size {old_size} is not within 0..{new_size} (the new size)")
             return ConsistencyProof(old_size, new_size, tuple(self._tree.consistency_proof(old_size, new_size)))
+
+    def snapshot(self) -> TreeSnapshot:
+        """The Merkle tree as it is now, to build proofs from without this ledger's lock (merkle.TreeSnapshot)."""
+        with self._lock, self._read():
+            size, _ = self._sync()
+            return TreeSnapshot(self._tree, size)
 
     def _read(self) -> _ReadTransaction:
         return _ReadTransaction(self._conn)

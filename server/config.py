@@ -2,19 +2,23 @@
 
 Defaults are the paper's (section 4.3): an MLP with two hidden layers of 128, batch 128, Adam with learning
 rate 0.005, one shard. `to_json_dict()` has no floats because the ledger's canonical JSON (RFC 8785 with
-integers only) rejects them: the learning rate travels as its shortest decimal string.
+integers only) rejects them: the learning rate and the linear family's reals travel as shortest decimal strings.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from forgetd.ledger import InvalidOrigin, LedgerError, parse_verifier_key, validate_origin
+
 from forgetd.server.errors import InvalidConfig
 from forgetd.server.vocabulary import AGGREGATIONS, DEFAULT_STRATEGIES, DEVICES, STRATEGIES, check_device
+from forgetd.server.vocabulary import EPOCH_SCHEDULES, MLP, MODELS, PER_STEP_SCHEDULE
 
-__all__ = ["EngineConfig", "ServerConfig", "MIB", "DEFAULT_LISTEN", "STRATEGIES", "DEFAULT_STRATEGIES", "AGGREGATIONS", "DEVICES"]
+__all__ = ["EngineConfig", "ServerConfig", "MIB", "DEFAULT_LISTEN", "LEDGER_READS", "STRATEGIES", "DEFAULT_STRATEGIES", "AGGREGATIONS", "DEVICES"]
 
 
 
@@ -22,7 +26,11 @@ __all__ = ["EngineConfig", "ServerConfig", "MIB", "DEFAULT_LISTEN", "STRATEGIES"
 class EngineConfig:
     shards: int = 1  # K: constituent models, each trained on its own keyed-hash share of the data
     slices: int = 10  # S: slices per shard; step s trains on slices 1..s (cumulative)
-    epochs: int = 5  # E: epochs of every step s
+    epochs: int = 5  # E: epochs of every step s (per-step), or of the whole training spread over the steps (sisa)
+    # How the epochs fall on the steps (training.epochs_per_step): "per-step" runs E in every step, so a full
+    # training reads about E * n * (S+1) / 2 samples; "sisa" spreads E as the SISA reference code does, about
+    # E * n whatever S. A store's config without this field predates it and is per-step (from_json_dict).
+    epoch_schedule: str = "sisa"
     batch_size: int = 128  # B: the paper's batch size
     learning_rate: float = 0.005  # Adam's step size, as in the paper
     hidden_sizes: tuple[int, ...] = (128, 128)  # the paper's MLP
@@ -33,8 +41,17 @@ class EngineConfig:
     default_strategy: str = "hs"  # what "auto" means: hs (fastest) or ohs (more accurate)
     aggregation: str = "mean"  # how shards' predictions combine: mean of probabilities, or majority vote
     device: str = "auto"  # auto = cuda when present; digests are bitwise only on the same kind of device
+    # The model family (vocabulary.MODELS): "mlp" (hidden_sizes, Adam, SISA slices) or "linear", L2-regularised
+    # logistic regression trained per shard to the optimum of its perturbed objective (engine/linear.py), the
+    # family CERTIFIED removal needs. hidden_sizes, epochs, batch_size and learning_rate do not apply to it.
+    model: str = MLP
+    epsilon: float = 1.0  # CERTIFIED: the certificate's epsilon (linear family)
+    delta: float = 1e-5  # CERTIFIED: the certificate's delta, a probability below 1 (linear family)
+    l2: float = 1e-5  # linear family: lambda of the objective's (lambda n / 2)||W||^2 term
+    sigma: float = 1.0  # linear family: standard deviation of the objective's Gaussian perturbation b
 
     def __post_init__(self) -> None:
+        self._check_linear()
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         for name in ("shards", "slices", "epochs", "batch_size", "seed"):
             value = getattr(self, name)
@@ -66,14 +83,29 @@ class EngineConfig:
             raise InvalidConfig(
                 f"default_strategy is {self.default_strategy!r}; choose one of {', '.join(DEFAULT_STRATEGIES)}"
             )
+        if self.epoch_schedule not in EPOCH_SCHEDULES:
+            raise InvalidConfig(f"epoch_schedule is {self.epoch_schedule!r}; choose one of {', '.join(EPOCH_SCHEDULES)}")
         if self.aggregation not in AGGREGATIONS:
             raise InvalidConfig(f"aggregation is {self.aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
         check_device(self.device)
 
+    def _check_linear(self) -> None:
+        if self.model not in MODELS:
+            raise InvalidConfig(f"model is {self.model!r}; choose one of {', '.join(MODELS)}")
+        for name, low in (("epsilon", "a positive number such as 1"), ("delta", "a probability in (0, 1) such as 1e-5"),
+                          ("l2", "a positive number such as 1e-5"), ("sigma", "0 (no perturbation) or more, e.g. 1")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidConfig(f"{name} is {value!r}; give {low}")
+            object.__setattr__(self, name, float(value))
+            if value < 0 or (value == 0 and name != "sigma") or (name == "delta" and value >= 1):
+                raise InvalidConfig(f"{name} is {value!r}; give {low}")
+
     def to_json_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict with no floats: the learning rate becomes its shortest decimal string."""
+        """A JSON-safe dict with no floats: each real number becomes its shortest decimal string."""
         out = asdict(self)
-        out["learning_rate"] = repr(self.learning_rate)
+        for name in _REALS:
+            out[name] = repr(getattr(self, name))
         out["hidden_sizes"] = list(self.hidden_sizes)
         return out
 
@@ -84,19 +116,22 @@ class EngineConfig:
         if unknown:
             raise InvalidConfig(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         values = dict(data)
-        if "learning_rate" in values:
-            try:
-                values["learning_rate"] = float(values["learning_rate"])
-            except (TypeError, ValueError):
-                raise InvalidConfig(
-                    f"learning_rate is {data['learning_rate']!r}; give a decimal such as \"0.005\""
-                ) from None
+        values.setdefault("epoch_schedule", PER_STEP_SCHEDULE)  # stores from before the field: E in every step
+        for name in _REALS:
+            if name in values:
+                try:
+                    values[name] = float(values[name])
+                except (TypeError, ValueError):
+                    raise InvalidConfig(f"{name} is {data[name]!r}; give a decimal such as \"0.005\"") from None
         if "hidden_sizes" in values:
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
 
 
+_REALS = ("learning_rate", "epsilon", "delta", "l2", "sigma")  # travel as decimal strings (no floats in the ledger)
+
 MIB = 1024 * 1024
+LEDGER_READS = ("open", "token")  # ServerConfig.ledger_reads
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
@@ -122,9 +157,32 @@ class ServerConfig:
     # is still measured and exported).
     sla_seconds: float | None = None
     sla_window: int = 20
+    # How long a failing forget batch is retried (backoff from 0.1 s, doubling up to 30 s) before forgetting
+    # counts as halted: health says the Unlearning service is NOT_SERVING and Forget answers UNAVAILABLE with
+    # the reason until a retry succeeds (the retries go on).
+    apply_retry_seconds: float = 60.0
+    # Who may read the ledger (ReadLedger, GetLedgerHead, GetForgetRequest): "open" (anyone, the auditor's
+    # case: entries hold subject refs and request ids, never sample ids) or "token" (the bearer token's holder).
+    ledger_reads: str = "open"
+    # The origin line of the ledger's C2SP checkpoints (c2sp.org/tlog-checkpoint), e.g. "example.com/forgetd".
+    # Committed in genesis when a new store is first served; a ledger keeps the origin it committed (one
+    # without it uses the default). None = default_origin(head public key), i.e. forgetd/<key id>.
+    checkpoint_origin: str | None = None
+    # c2sp.org/tlog-witness witnesses asked to cosign every new head, each (submission URL, verifier key),
+    # the key as `forgetd witness` prints it. Empty: nothing is sent anywhere and no forget is "published".
+    witnesses: tuple[tuple[str, str], ...] = ()
+    # Witnesses that must cosign a head before the forgets in it count as published; None = every witness.
+    witness_quorum: int | None = None
+
+    # The gold standard (runtime/gold.py): after every `gold_every` applied Forget requests, retrain from scratch
+    # on a low-priority thread and compare with the live model; out of `gold_epsilon` test-accuracy points (either
+    # way) it raises the alarm. None = no checks.
+    gold_every: int | None = None
+    gold_epsilon: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", Path(self.store))
+        self._check_gold()
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             value = getattr(self, name)
             if value is not None:
@@ -157,6 +215,51 @@ class ServerConfig:
             raise InvalidConfig(f"sla_seconds is {self.sla_seconds!r}; give a positive number of seconds, or none")
         if not isinstance(self.sla_window, int) or isinstance(self.sla_window, bool) or self.sla_window < 1:
             raise InvalidConfig(f"sla_window is {self.sla_window!r}; give a whole number of batches, at least 1")
+        if not (isinstance(self.apply_retry_seconds, (int, float)) and self.apply_retry_seconds >= 0):
+            raise InvalidConfig(f"apply_retry_seconds is {self.apply_retry_seconds!r}; give 0 or more seconds")
+        if self.ledger_reads not in LEDGER_READS:
+            raise InvalidConfig(f"ledger reads {self.ledger_reads!r}: choose one of {', '.join(LEDGER_READS)}")
+        if self.ledger_reads == "token" and self.token is None:
+            raise InvalidConfig("--ledger-reads token needs a bearer token: give --token-file too")
+        self._check_transparency()
+
+    def _check_transparency(self) -> None:
+        if self.checkpoint_origin is not None:
+            try:
+                validate_origin(self.checkpoint_origin)
+            except InvalidOrigin as exc:
+                raise InvalidConfig(f"checkpoint origin: {exc}") from None
+        object.__setattr__(self, "witnesses", tuple((str(u), str(k)) for u, k in self.witnesses))
+        for url, vkey in self.witnesses:
+            if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+                raise InvalidConfig(f"witness URL {url!r} is not http:// or https://; give its submission prefix, "
+                                    "e.g. http://127.0.0.1:7380 (POST <URL>/add-checkpoint)")
+            try:
+                parse_verifier_key(vkey)
+            except LedgerError as exc:
+                raise InvalidConfig(f"witness {url}: {exc}; give the verifier key `forgetd witness` prints") from None
+        urls, keys = [u.rstrip("/") for u, _ in self.witnesses], [k for _, k in self.witnesses]
+        for what, items in (("URL", urls), ("key", keys)):
+            if len(set(items)) != len(items):
+                raise InvalidConfig(f"two witnesses share a {what}; name each witness once")
+        quorum = self.witness_quorum
+        if quorum is not None and (not isinstance(quorum, int) or isinstance(quorum, bool)
+                                   or not 1 <= quorum <= len(self.witnesses)):
+            raise InvalidConfig(f"witness_quorum is {quorum!r}; give 1 to the number of witnesses "
+                                f"({len(self.witnesses)})" if self.witnesses else
+                                "a witness quorum needs witnesses: give --witness URL=VERIFIERKEY too")
+
+    def _check_gold(self) -> None:
+        every, eps = self.gold_every, self.gold_epsilon
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise InvalidConfig(f"gold_every is {every!r}; give a whole number of applied forgets, at least 1, or none")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
+            raise InvalidConfig(f"gold_epsilon is {eps!r}; give the accuracy points allowed, 0 or more (0.5 by default)")
+
+    @property
+    def quorum(self) -> int:
+        """Cosignatures a head needs to count as published (every witness unless witness_quorum says)."""
+        return len(self.witnesses) if self.witness_quorum is None else self.witness_quorum
 
     @property
     def tls(self) -> bool:

@@ -6,7 +6,25 @@ The gRPC boundary (the daemon's mapping table) turns these into status codes; th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+
+# How a message echoes what a caller sent: ids may be 1,024 characters (four UTF-8 bytes each, tripled again by
+# gRPC's percent-encoding of the status message), and a message past gRPC's 8 KiB metadata limit reaches the
+# client as RESOURCE_EXHAUSTED "Stream removed" instead of its own status.
+ECHO_CHARS = 40
+ECHO_IDS = 3
+
+
+def shown_id(value: str, width: int = ECHO_CHARS) -> str:
+    """`value` quoted for an error message, cut to `width` characters."""
+    return repr(value) if len(value) <= width else repr(value[:width]) + f"... ({len(value)} characters)"
+
+
+def shown_ids(ids: Sequence[str]) -> str:
+    """The first few of `ids` for an error message, each cut, and how many more there are."""
+    shown = ", ".join(shown_id(i) for i in ids[:ECHO_IDS])
+    return shown + (f" and {len(ids) - ECHO_IDS} more" if len(ids) > ECHO_IDS else "")
 
 
 class ForgetdError(Exception):
@@ -25,6 +43,14 @@ class StoreError(ForgetdError):
     """A model store is missing, incomplete or corrupt."""
 
 
+class NoSpace(StoreError):
+    """The store's file system is full: a file could not be written or its space reserved. Nothing was published."""
+
+
+class StoreHeld(StoreError):
+    """Another process holds the store's writer lock (a daemon serving it): one writer per store."""
+
+
 class EngineError(ForgetdError):
     """A forget or plan request the engine cannot carry out."""
 
@@ -37,18 +63,24 @@ class InvalidStrategy(EngineError):
     """The strategy name is not one of auto, retrain, sisa, dpus, hs, ohs."""
 
 
+class UnsupportedStrategy(EngineError):
+    """A known strategy this store's model family cannot apply (CERTIFIED on an MLP, DPUS on the linear family)."""
+
+
 class _IdsError(EngineError):
-    def __init__(self, message: str, ids: Iterable[str]) -> None:
+    def __init__(self, message: str, ids: Iterable[str], hint: str = "") -> None:
         self.ids = tuple(ids)
-        shown = ", ".join(repr(i) for i in self.ids[:5]) + (" ..." if len(self.ids) > 5 else "")
-        super().__init__(f"{message}: {shown}")
+        shown = shown_ids(self.ids)
+        super().__init__(f"{message}: {shown}{hint}")
 
 
 class UnknownSample(_IdsError):
-    """One or more sample ids are not in the training data."""
+    """One or more sample ids are not in the training data; `example`, when given, is one id that is."""
 
-    def __init__(self, ids: Iterable[str]) -> None:
-        super().__init__("unknown sample id(s), not in the training data", ids)
+    def __init__(self, ids: Iterable[str], example: str | None = None) -> None:
+        # An example answers the question a caller with a wrong id has: what does an id of this store look like.
+        super().__init__("unknown sample id(s), not in the training data", ids,
+                         f" (ids look like {shown_id(example)})" if example is not None else "")
 
 
 class AlreadyForgotten(_IdsError):

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,16 +28,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forgetd.ledger import subject_ref
-from forgetd.server.errors import ForgetdError
+from forgetd.server.errors import ForgetdError, NoSpace
 from forgetd.server.store import vault as _vault
 from forgetd.server.store.layout import Manifest, StorePaths
+from forgetd.server.store.space import full_as_no_space
+from forgetd.server.replay_details import first_difference
 from forgetd.server.store.vault import RECORD, copy_rows, link_or_copy, sha256_file, sweep_stale
 
 if TYPE_CHECKING:
     from forgetd.server.engine.engine import Engine, ForgetReport
+    from forgetd.server.engine.gold import GoldFigures
 
-__all__ = ["DEFAULT_TOLERANCE", "ForgetdError", "ReplayBatch", "ReplayMismatch", "ReplayResult", "default_device",
-           "remove_vault", "replay", "snapshot_vault", "store_predictions", "vault_names"]
+__all__ = ["DEFAULT_TOLERANCE", "ForgetdError", "NoSpace", "ReplayBatch", "ReplayMismatch", "ReplayResult",
+           "default_device", "remove_vault", "replay", "snapshot_vault", "store_predictions", "vault_names",
+           "gold_standard"]
 
 # What a vault or a ledger the daemon did not write could make the engine raise: a finding, not a crash
 # (RuntimeError covers torch's own errors, e.g. an unavailable CUDA device).
@@ -55,6 +59,9 @@ class ReplayBatch:
     digest: str
     shard_digests: tuple[str, ...]
     device: str | None  # where the daemon ran it; None = unknown (taken to be the training device)
+    # INFLUENCE's and CERTIFIED's recorded figures (forget.applied's `influence`, `certified`), compared field by
+    # field with the replay's; None: none recorded (another strategy, or a batch written from the store's tag)
+    details: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,21 @@ def _device_type(device: str | None) -> str | None:
 
 
 def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
-    """A private, writable copy of `vault` that Engine.open accepts (links for files, a copy of the rows)."""
+    """A private, writable copy of `vault` that Engine.open accepts (links for files, a copy of the rows).
+    Whole or not at all: a failure (NoSpace for a full disk) removes what it had copied."""
     sweep_stale(parent.parent)
     scratch = StorePaths(parent / f".replay-{os.getpid()}-{os.urandom(4).hex()}")
     scratch.root.mkdir(parents=True)
+    try:
+        with full_as_no_space(parent, "making the replay's scratch copy of the vault"):
+            _fill_scratch(vault, scratch, subject_key)
+    except BaseException:
+        remove_scratch(scratch.root)
+        raise
+    return scratch.root
+
+
+def _fill_scratch(vault: Path, scratch: StorePaths, subject_key: bytes) -> None:
     rows = StorePaths(vault).rows.name
     for src in sorted(vault.rglob("*")):
         dst = scratch.root / src.relative_to(vault)
@@ -121,7 +139,6 @@ def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
     fd = os.open(scratch.subject_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(subject_key)
-    return scratch.root
 
 
 def remove_scratch(scratch: Path) -> None:
@@ -170,6 +187,10 @@ def replay(
     `recorded_device` is where batches without a device of their own ran (the training device).
     `live_store`, when given, is compared with the final state within `tolerance` if any batch could not be
     compared bitwise. `on_step(n)` is called after each batch (a progress bar).
+
+    NoSpace when the scratch copy or a replayed forget does not fit on the disk: not a finding about the
+    store, so it is raised, never reported as a mismatch. The scratch copy is removed on every way out
+    (the auditor's command turns SIGTERM and SIGHUP into exceptions so that this holds for them too).
     """
     from forgetd.server.engine.engine import Engine  # torch
     from forgetd.server.engine.training import deterministic
@@ -185,6 +206,8 @@ def replay(
     try:
         try:
             engine = Engine.open(scratch, device=device)
+        except NoSpace:
+            raise
         except _FAILURES as exc:
             run.mismatch = ReplayMismatch(None, f"the vault does not open as a store: {exc}")
             return run.result(None, scratch)
@@ -250,6 +273,8 @@ def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tupl
         ids.append(sid)
     try:
         got = eng.forget(ids, batch.strategy)
+    except NoSpace:
+        raise
     except _FAILURES as exc:
         return ReplayMismatch(batch.seq, f"replaying the batch failed: {exc}"), 0.0
     return _compare(batch, got), float(got.seconds)
@@ -273,6 +298,11 @@ def _compare(batch: ReplayBatch, got: ForgetReport) -> ReplayMismatch | None:
                               str(len(batch.shard_digests)), str(len(got.shard_digests)))
     if got.digest != batch.digest:
         return ReplayMismatch(batch.seq, "the model digest differs after replay", batch.digest, got.digest,
+                              digest_only=True)
+    found = None if batch.details is None else first_difference(batch.details, got.details)
+    if found is not None:  # the budget arithmetic, the retrains it triggered, the influence step's figures
+        where, want_v, have_v = found
+        return ReplayMismatch(batch.seq, f"the batch's recorded {where} differs on replay", want_v, have_v,
                               digest_only=True)
     return None
 
@@ -304,12 +334,12 @@ def store_predictions(store: Path, rows: int = 32) -> tuple[np.ndarray, np.ndarr
     import torch
 
     from forgetd.server.config import EngineConfig
-    from forgetd.server.engine.model import MLPShape, ModelSnapshot
+    from forgetd.server.engine.model import ModelSnapshot, model_shape
 
     paths = StorePaths(store)
     meta = json.loads(paths.meta.read_text())
     config = EngineConfig.from_json_dict(meta["config"])
-    shape = MLPShape(int(meta["num_features"]), config.hidden_sizes, int(meta["num_classes"]))
+    shape = model_shape(config.model, config.hidden_sizes, int(meta["num_features"]), int(meta["num_classes"]))
     manifest = Manifest.read(paths.manifest)
     params = tuple(
         torch.from_numpy(np.load(paths.artifact(manifest.files[f"shard{k}.params"]), allow_pickle=False)[-1].copy())
@@ -340,3 +370,16 @@ def vault_names(store: Path) -> list[str]:
 
 def remove_vault(store: Path, name: str) -> None:
     _vault.remove_vault(store, name)
+
+
+# ------------------------------------------------------------------------------------------ the gold standard
+
+
+def gold_standard(store: Path, tolerance_points: float = 0.5, device: str = "cpu") -> GoldFigures:
+    """The store's live model beside one retrained from scratch on its live rows with its own configuration
+    (forgetd.server.engine.gold): `forgetd verify --gold`. Opens the store to read only, so a daemon may be
+    serving it meanwhile. ForgetdError (re-exported above) when the store does not open."""
+    from forgetd.server.engine.engine import Engine  # torch
+
+    with Engine.open(store, device=device) as engine:
+        return engine.gold_standard(tolerance_points)

@@ -35,7 +35,7 @@ ADULT_DIR = Path(os.environ.get("FORGETD_ADULT_DIR", REPO.parent / "shared" / "d
 # sizes are ~75 rows, so with the default budget the last slice forms the retrain region (m = 1) and every
 # strategy has work on both regions.
 SMALL_ROWS = 300
-SMALL_CONFIG = dict(slices=4, epochs=1, hidden_sizes=(16, 16), batch_size=32, seed=0)
+SMALL_CONFIG = dict(slices=4, epochs=1, epoch_schedule="per-step", hidden_sizes=(16, 16), batch_size=32, seed=0)
 
 
 def train_small_store(path: Path, *, rows: int = SMALL_ROWS, **overrides: Any) -> Path:

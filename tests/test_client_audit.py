@@ -105,7 +105,7 @@ def test_adult_subset_verifies_after_mixed_forgets(tmp_path: Path) -> None:
     from forgetd.server.engine.engine import Engine
 
     ds = load_dataset("adult", ADULT).subset(600, 100)
-    Engine.train(ds, EngineConfig(slices=4, epochs=1, hidden_sizes=(16,), batch_size=64, device="cpu"),
+    Engine.train(ds, EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", hidden_sizes=(16,), batch_size=64, device="cpu"),
                  tmp_path / "adult").close()
     forget_through_daemon(tmp_path / "adult", 50)
     report = audit(tmp_path / "adult")

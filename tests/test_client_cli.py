@@ -50,7 +50,8 @@ def test_every_command_has_help(runner: CliRunner, command: str, flag: str) -> N
         (["predict", "--json", "[[1,"], "Error: Invalid value for '--json': not JSON: Expecting value: line 1 column 5 (char 4)"),
         (["forget"], "Error: Missing argument 'ID...'."),
         (["forget", "a", "--strategy", "fastest"],
-         "Error: Invalid value for '--strategy': 'fastest' is not one of 'auto', 'retrain', 'sisa', 'dpus', 'hs', 'ohs'."),
+         "Error: Invalid value for '--strategy': 'fastest' is not one of 'auto', 'retrain', 'sisa', 'dpus', 'hs', 'ohs', "
+             "'influence', 'certified'."),
         (["status"], "Error: Missing argument 'REQUEST_ID'."),
         (["model", "--timeout", "0"], "Error: Invalid value for '--timeout': 0.0 is not in the range x>0."),
     ],
@@ -88,11 +89,12 @@ def test_an_unreachable_server_is_one_error_line_and_exit_1(
     assert line.startswith("Error: UNAVAILABLE: failed to connect to all addresses")
 
 
-def test_rows_that_cannot_be_packed_exit_1(runner: CliRunner, closed_address: str) -> None:
+def test_rows_that_cannot_be_packed_are_a_usage_error(runner: CliRunner, closed_address: str) -> None:
+    # Refused before anything is sent: exit 2, and no server status code in front of it.
     result = runner.invoke(main, ["predict", "--server", closed_address, "--json", "[[1, 2], [3]]"])
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "Error: INVALID_ARGUMENT: row 1 has 1 values but row 0 has 2: rows must be equally long\n"
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--json': row 1 has 1 values but row 0 has 2: rows must be equally long"
     )
 
 
@@ -100,8 +102,8 @@ def test_a_csv_with_a_bad_cell_names_its_line(runner: CliRunner, closed_address:
     data = tmp_path / "rows.csv"
     data.write_text("f0,f1\n1,2\n3,x\n")
     result = runner.invoke(main, ["predict", "--server", closed_address, "--csv", str(data)])
-    assert result.exit_code == 1
-    assert result.stderr == f"Error: {data} line 3: could not convert string to float: 'x'\n"
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for '--csv': {data} line 3 column 2: 'x' is not a number"
 
 
 # ------------------------------------------------------------------------------------------------ live daemon
@@ -128,9 +130,13 @@ def test_model_prints_the_live_version(runner: CliRunner, daemon: RunningDaemon)
     assert re.fullmatch(r"digest    [0-9a-f]{64}", lines[1])
     assert lines[2] == "forgotten 0 samples"
     assert [line.split()[0] for line in lines] == [
-        "version", "digest", "forgotten", "shape", "sharding", "strategy", "accuracy", "device", "head"
+        "version", "digest", "forgotten", "shape", "sharding", "strategy", "accuracy", "device", "head", "origin",
+        "verifier",
     ]
-    assert re.fullmatch(r"head key  [0-9a-f]{64} \(Ed25519; verifies the signed ledger heads\)", lines[-1])
+    assert re.fullmatch(r"head key  [0-9a-f]{64} \(Ed25519; verifies the signed ledger heads\)", lines[-3])
+    assert re.fullmatch(r"origin    forgetd/[0-9a-f]{16}", lines[-2])
+    assert re.fullmatch(r"verifier  forgetd/[0-9a-f]{16}\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44} \(checks the heads' C2SP "
+                        r"checkpoints, e\.g\. with Go's sumdb/note\)", lines[-1])
     code, out, _ = _run(runner, daemon.address, "model", "--json")
     info = json.loads(out)
     assert (code, info["version"], info["config"]["default_strategy"] in ("hs", "ohs")) == (0, 0, True)
@@ -171,7 +177,12 @@ def test_forget_prints_the_applied_receipt(runner: CliRunner, daemon: RunningDae
     # The same request id again: the first answer, nothing new written.
     assert _run(runner, daemon.address, "forget", "synthetic:3", "synthetic:4", "--strategy", "dpus",
                 "--request-id", "cli-1") == (0, out, "")  # fmt: skip
-    assert _run(runner, daemon.address, "status", "cli-1") == (0, out, "")
+    # Status comes later, from a server that keeps no raw id once applied: the same lines, samples by ref.
+    code, status, err = _run(runner, daemon.address, "status", "cli-1")
+    status_head, *status_samples = status.splitlines()
+    assert (code, err, status_head) == (0, "", head)
+    assert [s.split(":", 1)[1] for s in status_samples] == [s.split(":", 2)[2] for s in samples]
+    assert all(s.startswith("  subject ") for s in status_samples)
     code, out, _ = _run(runner, daemon.address, "status", "cli-1", "--json")
     receipt = json.loads(out)
     assert (code, receipt["status"], receipt["result"]["model_version"]) == (0, "applied", 1)
@@ -189,7 +200,8 @@ def test_forget_without_wait_is_acknowledged_durable(runner: CliRunner, daemon: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["forget", "synthetic:1", "nope"], "Error: NOT_FOUND: unknown sample id(s), not in the training data: 'nope'"),
+        (["forget", "synthetic:1", "nope"],
+         "Error: NOT_FOUND: unknown sample id(s), not in the training data: 'nope' (ids look like 'synthetic:0')"),
         (["status", "never"], "Error: NOT_FOUND: no Forget with request_id 'never' is in the ledger"),
     ],
 )

@@ -90,7 +90,7 @@ def test_an_unknown_strategy_is_refused_before_sending(closed_address: str) -> N
         client.forget(["a"], strategy="fastest")  # a closed port: had it been sent, this would be Unavailable
     assert isinstance(info.value, ValueError) and isinstance(info.value, InvalidArgument)
     assert str(info.value) == (
-        "INVALID_ARGUMENT: unknown strategy 'fastest'; valid strategies: auto, retrain, sisa, dpus, hs, ohs"
+        "INVALID_ARGUMENT: unknown strategy 'fastest'; valid strategies: auto, retrain, sisa, dpus, hs, ohs, influence, certified"
     )
 
 

@@ -159,7 +159,7 @@ def test_cli_receipt_verify(store: Path, receipts: list[Receipt], tmp_path: Path
     as_json = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "r.json"), "--store", str(store), "--json"])
     assert as_json.exit_code == 0 and json.loads(as_json.output)["ok"] is True
     neither = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "r.json")])
-    assert neither.exit_code == 2 and "exactly one of --server ADDR or --store DIR" in neither.output
+    assert neither.exit_code == 2 and "exactly one of --server ADDR, --store DIR or --verifier-key VKEY" in neither.output
     _truncate(store / "ledger.sqlite", 2)
     bad = CliRunner().invoke(main, ["receipt", "verify", str(tmp_path / "r.json"), "--store", str(store)])
     assert bad.exit_code == 1 and "Error: receipt " in bad.output and "truncated" in bad.output

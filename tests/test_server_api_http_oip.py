@@ -104,11 +104,11 @@ def test_health_metadata_config_and_index(served: RunningDaemon, client: th.Infe
     meta = client.get_server_metadata()
     assert meta["name"] == "forgetd" and {"statistics", "binary_tensor_data"} <= set(meta["extensions"])
     model = client.get_model_metadata(MODEL, live)
-    assert model["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, f]}]
+    assert model["inputs"][0] == {"name": "features", "datatype": "FP32", "shape": [-1, f]}  # then the columns
     assert [(o["name"], o["datatype"]) for o in model["outputs"]] == [("probabilities", "FP32"), ("labels", "INT64")]
     config = client.get_model_config(MODEL)
     assert config["name"] == MODEL
-    assert config["input"] == [{"name": "features", "data_type": "TYPE_FP32", "dims": [-1, f]}]
+    assert config["input"][0] == {"name": "features", "data_type": "TYPE_FP32", "dims": [-1, f]}
     assert client.get_model_repository_index() == [{"name": MODEL, "version": live, "state": "READY"}]
 
 

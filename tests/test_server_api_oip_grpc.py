@@ -66,7 +66,7 @@ def test_health_and_metadata(served: RunningDaemon, client: tg.InferenceServerCl
     meta = client.get_server_metadata(as_json=True)
     assert meta["name"] == "forgetd" and "statistics" in meta["extensions"]
     model = client.get_model_metadata(MODEL, as_json=True)
-    assert model["inputs"] == [{"name": "features", "datatype": "FP32", "shape": ["-1", str(f)]}]
+    assert model["inputs"][0] == {"name": "features", "datatype": "FP32", "shape": ["-1", str(f)]}  # then the columns
     assert [o["name"] for o in model["outputs"]] == ["probabilities", "labels"]
     config = client.get_model_config(MODEL, as_json=True)["config"]
     assert config["name"] == MODEL and config["input"][0]["dims"] == ["-1", str(f)]

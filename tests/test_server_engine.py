@@ -28,7 +28,7 @@ ADULT = Path(__file__).resolve().parents[2] / "shared/datasets/adult"
 
 # 500 rows, S = 5 slices of 100 (K = 1), E = 2: cost(i) = 2 * 100 * (i + ... + 5), so cost(5) = 1000,
 # cost(4) = 1800, cost(3) = 2400: a budget of 2000 gives m = 2.
-CONFIG = EngineConfig(slices=5, epochs=2, batch_size=32, hidden_sizes=(16, 16), budget=2000, seed=7, device="cpu")
+CONFIG = EngineConfig(slices=5, epochs=2, epoch_schedule="per-step", batch_size=32, hidden_sizes=(16, 16), budget=2000, seed=7, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_same_config_and_data_train_to_the_same_digests(trained: Path, dataset: 
 
 
 def test_sisa_with_shards_retrains_only_the_affected_shard(dataset: Dataset, tmp_path: Path) -> None:
-    cfg = EngineConfig(shards=3, slices=3, epochs=1, batch_size=32, hidden_sizes=(8,), budget=0, seed=1)
+    cfg = EngineConfig(shards=3, slices=3, epochs=1, epoch_schedule="per-step", batch_size=32, hidden_sizes=(8,), budget=0, seed=1)
     with Engine.train(dataset, cfg, tmp_path / "k3") as engine:
         before = engine.shard_digests()
         d = engine.sample_ids()[10]
@@ -228,7 +228,7 @@ def test_dpus_subtracts_each_recorded_step_once(fresh: Engine, dataset: Dataset)
 
 @pytest.mark.parametrize("budget", [0, 999, 1000, 1799, 1800, 2000, 2400, 3000, 10**6])
 def test_threshold_follows_equation_1(dataset: Dataset, tmp_path: Path, budget: int) -> None:
-    cfg = EngineConfig(slices=5, epochs=2, batch_size=64, hidden_sizes=(4,), budget=budget)
+    cfg = EngineConfig(slices=5, epochs=2, epoch_schedule="per-step", batch_size=64, hidden_sizes=(4,), budget=budget)
     n, S, E = len(dataset.train_ids), cfg.slices, cfg.epochs
     # Equation (1) with E epochs per step: retraining from slice i reads E * sum_{s=i..S} s * n / S.
     fits = [i for i in range(1, S + 1) if E * sum(s * n // S for s in range(i, S + 1)) <= budget]
@@ -414,7 +414,7 @@ def test_bad_requests_are_clear_errors_that_change_nothing(fresh: Engine) -> Non
 @pytest.mark.skipif(not (ADULT / "adult.data").is_file(), reason=f"UCI Adult not found at {ADULT}")
 def test_adult_subset_sisa_is_exact_and_dpus_subtracts(tmp_path: Path) -> None:
     ds = load_dataset("adult", ADULT).subset(1500, 300)
-    cfg = EngineConfig(slices=4, epochs=1, hidden_sizes=(32, 32), batch_size=128, budget=1500, seed=2)
+    cfg = EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", hidden_sizes=(32, 32), batch_size=128, budget=1500, seed=2)
     engine = Engine.train(ds, cfg, tmp_path / "adult")
     assert engine.m == 1 and engine.evaluate() > 0.7
     view = StoreView(engine, ds)

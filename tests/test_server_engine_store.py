@@ -23,7 +23,7 @@ from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import AlreadyForgotten, DataError, StoreError
 from forgetd.server.store.rows import RowStore
 
-CONFIG = EngineConfig(slices=4, epochs=1, batch_size=32, hidden_sizes=(8,), budget=300, seed=5)
+CONFIG = EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", batch_size=32, hidden_sizes=(8,), budget=300, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_a_training_killed_midway_leaves_no_store_that_opens(tmp_path: Path) -> 
         def die(done, total):
             if done * 2 > total:
                 os._exit(9)   # no cleanup, like a kill -9
-        Engine.train(load_dataset("synthetic", n=240, seed=1), EngineConfig(slices=4, epochs=1, hidden_sizes=(8,)),
+        Engine.train(load_dataset("synthetic", n=240, seed=1), EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", hidden_sizes=(8,)),
                      {str(tmp_path / "store")!r}, progress=die)
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 9
@@ -181,7 +181,7 @@ def test_a_snapshot_never_changes_after_it_is_handed_out(engine: Engine, dataset
 
 
 def test_vote_aggregation_gives_vote_fractions(dataset: Dataset, tmp_path: Path) -> None:
-    cfg = EngineConfig(shards=3, slices=2, epochs=1, hidden_sizes=(8,), aggregation="vote", seed=2)
+    cfg = EngineConfig(shards=3, slices=2, epochs=1, epoch_schedule="per-step", hidden_sizes=(8,), aggregation="vote", seed=2)
     with Engine.train(dataset, cfg, tmp_path / "vote") as e:
         probs = e.predict_proba(dataset.X_test)
         assert set(np.unique(np.round(probs * 3))) <= {0.0, 1.0, 2.0, 3.0}

@@ -36,7 +36,7 @@ def dataset() -> Dataset:
 
 
 def _train(dataset: Dataset, root: Path, budget: int, strategy: str = "hs") -> Engine:
-    cfg = EngineConfig(slices=4, epochs=1, batch_size=25, hidden_sizes=(8,), budget=budget, seed=3,
+    cfg = EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", batch_size=25, hidden_sizes=(8,), budget=budget, seed=3,
                        default_strategy=strategy)
     return Engine.train(dataset, cfg, root)
 

@@ -180,7 +180,8 @@ def test_the_flat_mlp_matches_torch_linear_layers() -> None:
 
 def test_train_command_trains_and_summarises(tmp_path: Path) -> None:
     result = CliRunner().invoke(train, ["--data", "synthetic", "--rows", "200", "--store", str(tmp_path / "s"),
-                                        "--slices", "4", "--epochs", "1", "--hidden", "8", "--budget", "200",
+                                        "--slices", "4", "--epochs", "1", "--epoch-schedule", "per-step", "--hidden", "8",
+                                        "--budget", "200",
                                         "--device", "cpu", "-q"])
     assert result.exit_code == 0, result.output
     assert "threshold    m=1 (budget 200 samples read)" in result.output

@@ -56,15 +56,15 @@ def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from
         return real_append(self, event_type, payload, event_id=event_id)
 
     monkeypatch.setattr(LedgerWriter, "append", disk_fails_on_applied)
-    with running_daemon(store) as running:
+    with running_daemon(store, apply_retry_seconds=0) as running:  # the first failure counts as lasting
         _, unlearning = running.stubs()
-        with pytest.raises(grpc.RpcError) as info:  # its batch failed: durable, pending until a restart
+        with pytest.raises(grpc.RpcError) as info:  # its batch keeps failing: durable, pending
             forget(unlearning, ["synthetic:4", "synthetic:150"], "crashy")
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "must be restarted" in info.value.details()
-        assert "durable at seq 2" in info.value.details()
-        with pytest.raises(grpc.RpcError) as info:  # the worker halted: nothing more until a restart
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "forgetting is halted" in info.value.details()
+        assert "No space left on device" in info.value.details() and "durable at seq 2" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:  # halted: no new request is taken meanwhile
             forget(unlearning, ["synthetic:5"], "after")
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "must be restarted" in info.value.details()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "forgetting is halted" in info.value.details()
     monkeypatch.undo()
     with Engine.open(store, device="cpu") as engine:
         assert engine.version == 1 and engine.live_batch is not None
@@ -94,7 +94,7 @@ def test_a_request_the_engine_never_applied_is_applied_on_restart(store: Path, m
         raise RuntimeError("killed before publishing anything")
 
     monkeypatch.setattr(Engine, "forget", engine_dies)
-    with running_daemon(store) as running:
+    with running_daemon(store, apply_retry_seconds=0) as running:
         _, unlearning = running.stubs()
         ack = unlearning.Forget(upb.ForgetRequest(sample_ids=["synthetic:9"], request_id="lost?"))
         assert ack.status == upb.FORGET_STATUS_PENDING

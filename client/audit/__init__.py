@@ -12,6 +12,7 @@ genesis, replay, data, live, and seal for `--seal`. The auditor reads the ledger
 
 from forgetd.client.audit.auditor import audit
 from forgetd.client.audit.report import FAILED, PASSED, SKIPPED, AuditReport, CheckResult
-from forgetd.client.errors import StoreSealError, StoreUnreadable
+from forgetd.client.errors import NoSpace, StoreSealError, StoreUnreadable
 
-__all__ = ["FAILED", "PASSED", "SKIPPED", "AuditReport", "CheckResult", "StoreSealError", "StoreUnreadable", "audit"]
+__all__ = ["FAILED", "PASSED", "SKIPPED", "AuditReport", "CheckResult", "NoSpace", "StoreSealError", "StoreUnreadable",
+           "audit"]

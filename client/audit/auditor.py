@@ -21,6 +21,9 @@ offending item (seq, expected, actual):
 5. live     (with a server) the serving model's version and digests are the head's; its signed head verifies
             under genesis's key and extends the store's ledger.
 
+`gold=True` adds check 6, gold: the live model beside one retrained from scratch on its live rows, within
+`gold_epsilon` test-accuracy points, its figures recorded as an audit.gold entry (forgetd.client.audit.gold).
+
 `seal=True`, once every check passed, snapshots the verified state as a new vault, appends `audit.verified`
 (see forgetd.client.audit.events) and deletes the older vault, so the rows it held are gone and later audits
 replay from the new snapshot (forgetd.client.audit.seal).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 from forgetd.client.audit.chain import check_chain
 from forgetd.client.audit.data import check_data, subject_key
 from forgetd.client.audit.genesis import base_of, check_genesis
+from forgetd.client.audit.gold import DEFAULT_GOLD_EPSILON, check_gold
 from forgetd.client.audit.replay import Replayed, check_replay
 from forgetd.client.audit.report import PASSED, AuditReport, CheckResult, skipped
 from forgetd.client.audit.seal import seal as seal_vault
@@ -59,10 +63,13 @@ def audit(
     device: str | None = None,
     progress: bool = False,
     seal: bool = False,
+    gold: bool = False,
+    gold_epsilon: float = DEFAULT_GOLD_EPSILON,
 ) -> AuditReport:
     """Run the checks on the store at `store` (see the module docstring) and return the report.
 
-    Every finding is in the report; StoreSealError (a ForgetdClientError) only when a seal was refused."""
+    Every finding is in the report. Raised, as ForgetdClientErrors: StoreSealError when a seal was refused,
+    NoSpace when the replay's scratch copy did not fit on the store's file system (it is removed again)."""
     root = Path(store)
     if isinstance(expect_head, str):
         expect_head = Head.from_hex(expect_head)
@@ -88,6 +95,8 @@ def audit(
         from forgetd.client.audit.live import check_live  # grpc, only when a server is asked
 
         checks.append(check_live(server, events, head, root))
+    if gold:
+        checks.append(check_gold(root, events, gold_epsilon, device))
     report = AuditReport(str(root), head, tuple(checks))
     if not seal or not report.ok or replayed is None:
         return report

@@ -45,7 +45,7 @@ from forgetd.ledger import Ledger, verify_ledger
 
 MIXED = ("hs", "sisa", "dpus", "ohs", "retrain", "auto")
 # The replayed store: the settings the figures in the README were measured with.
-TRAIN_ARGS = ("--slices", "10", "--epochs", "2", "--hidden", "64,64")
+TRAIN_ARGS = ("--slices", "10", "--epochs", "2", "--epoch-schedule", "per-step", "--hidden", "64,64")
 _LISTENING = re.compile(r"listening on (\S+:\d+)")  # the line `forgetd serve` prints once bound
 _SERVE_WAIT_S = 600.0  # loading the store and folding the ledger, on a slow shared machine
 

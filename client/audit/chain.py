@@ -50,7 +50,7 @@ def check_chain(root: Path, expect_head: Head | None,
         c.problems.extend(p for p in verify_ledger(path, expect_head=receipt_head).problems if p not in seen)
     c.problems.extend(events.problems)
     if receipt is not None:
-        _, problems = check_receipt_self(receipt, events.head_public_key)
+        _, problems = check_receipt_self(receipt, events.head_public_key, events.checkpoint_origin)
         c.problems.extend(problems)
         if receipt.requested_seq and receipt.request_id not in events.requests:
             c.add(receipt.requested_seq, f"the receipt's request {receipt.request_id!r} is not in the ledger's events")

@@ -1,10 +1,12 @@
 """Check 4, data: the live store is what the audit derived, and no forgotten subject's row is in it.
 
 Subject refs are HMACs under the deployment's key, so the key is needed to match live rows to the ledger's
-forgotten subjects. The live rows must be the base vault's less the forgotten, unchanged; the live
-parameters the head's; every other live file the vault's (immutable ones) or the replay's (manifest and
-artifacts). How many forgotten subjects' rows a vault still holds, pending the next seal, is a notice the
-auditor sees, not a failure.
+forgotten subjects. The live rows must be the base vault's less the forgotten, unchanged, in a row store
+SQLite's integrity check passes; the live parameters the head's; every other live file the vault's
+(immutable ones) or the replay's (manifest and artifacts); the key that signs heads the one genesis
+committed (the daemon refuses to start with another, so a replaced key is a store that no longer serves).
+How many forgotten subjects' rows a vault still holds, pending the next seal, is a notice the auditor sees,
+not a failure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from forgetd.client.audit.genesis import Base
 from forgetd.client.audit.replay import NO_KEY, Replayed
 from forgetd.client.audit.report import CheckResult, Findings, sha256_or_missing
 from forgetd.client.errors import StoreUnreadable
-from forgetd.ledger import subject_ref
+from forgetd.ledger import LedgerError, subject_ref
+from forgetd.ledger.signing import SigningKey
 
 __all__ = ["check_data", "subject_key"]
 
@@ -42,15 +45,18 @@ def check_data(root: Path, events: Events, key: bytes | None, base: Base, replay
     live = events.live_model()
     _check_live_parameters(root, events, c)
     _check_store_files(root, base, replayed, c)
+    _check_row_store_integrity(root / "rows.sqlite", c)
+    _check_head_key(root / "keys" / "head_ed25519.key", events, c)
     if key is None:
         c.add(None, NO_KEY, "a key file", "none")
         return c.done("")
     forgotten = events.forgotten
     live_rows = _live_rows(root, forgotten, key, c)
-    if base.name is not None and (root / "audit" / base.name / "rows.sqlite").is_file():
+    vault_rows = root / "audit" / str(base.name) / "rows.sqlite"
+    if base.name is not None and vault_rows.is_file():
+        _check_row_store_integrity(vault_rows, c, what=f"the vault audit/{base.name}'s", immutable=True)
         requested = {ref for req in events.requests.values() if req.seq > base.size for ref in req.subjects}
-        _check_rows_against_vault(root / "audit" / base.name / "rows.sqlite", live_rows, forgotten, key, base, c,
-                                  requested)
+        _check_rows_against_vault(vault_rows, live_rows, forgotten, key, base, c, requested)
     for name, held in _vault_holdings(root, forgotten, key):
         if name == base.name:
             c.notices.append(f"vault audit/{name} still holds {held} row(s) of forgotten subjects, pending the next "
@@ -78,6 +84,38 @@ def _check_live_parameters(root: Path, events: Events, c: Findings) -> None:
                     break
     except StoreUnreadable as exc:
         c.add(None, str(exc))
+
+
+def _check_row_store_integrity(path: Path, c: Findings, *, what: str = "the live row store",
+                               immutable: bool = False) -> None:
+    if not path.is_file():
+        return  # reading the rows names the missing file
+    problems = store_reader.integrity_problems(path, immutable=immutable)
+    if problems:
+        c.add(None, f"{what} {path.name} fails SQLite's integrity check", "ok", "; ".join(problems))
+
+
+def _check_head_key(path: Path, events: Events, c: Findings) -> None:
+    """The store's head signing key is the one genesis committed."""
+    want = events.head_public_key
+    if want is None:
+        return  # a genesis without a key is a chain finding already
+    try:
+        have = SigningKey.from_pem(path.read_bytes()).public_key
+    except FileNotFoundError:
+        c.add(None, f"the store has no head signing key ({path.name}); the daemon cannot sign heads",
+              want.hex(), "missing")
+        return
+    except PermissionError:
+        c.notices.append(f"{path} is not readable by this auditor: the head signing key was not compared with "
+                         "the one genesis committed")
+        return
+    except (OSError, LedgerError) as exc:
+        c.add(None, f"the store's head signing key ({path.name}) is unreadable: {exc}", want.hex(), "unreadable")
+        return
+    if have != want:
+        c.add(None, f"the store's head signing key ({path.name}) is not the one genesis committed: heads it "
+                    "signs do not verify, and forgetd serve refuses to start", want.hex(), have.hex())
 
 
 def _live_rows(root: Path, forgotten: Mapping[str, int], key: bytes, c: Findings) -> dict[str, _Row]:

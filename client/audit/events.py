@@ -13,6 +13,8 @@ version that does not step by one), is a Problem naming its seq: a finding, neve
      "replayed": int,            # forget.applied events the audit re-executed
      "replay_device": "cpu"|..., "bitwise": bool,
      "previous_vault": "<name>"} # the vault the audit replayed from, deleted by the seal
+
+``audit.gold`` and forget.applied's `influence` and `certified` fields are read by forgetd.client.audit.newton_events.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forgetd.client.audit.newton_events import AUDIT_GOLD, Gold, applied_details, parse_gold
 from forgetd.client.types import STRATEGIES
-from forgetd.ledger import Problem
+from forgetd.ledger import LedgerError, Problem, default_origin, validate_origin
 
 GENESIS = "genesis"
 REQUESTED = "forget.requested"
@@ -69,6 +72,7 @@ class Batch:
     model: Model
     apply_micros: int
     device: str | None  # None in ledgers written before the device was recorded
+    details: Mapping[str, Any] | None = None  # INFLUENCE's, CERTIFIED's figures; None: recovered (newton_events)
 
 
 @dataclass(frozen=True)
@@ -95,17 +99,32 @@ class Events:
     genesis_seq: int | None = None
     genesis: Mapping[str, Any] | None = None
     head_public_key: bytes | None = None
+    # The origin genesis committed for the ledger's checkpoints; None for a genesis from before the field
+    # (its checkpoints use default_origin of the head key: see checkpoint_origin_in_force).
+    committed_origin: str | None = None
     genesis_model: Model | None = None
     requests: dict[str, Request] = field(default_factory=dict)
     batches: list[Batch] = field(default_factory=list)
     applied_by_request: dict[str, int] = field(default_factory=dict)  # request id -> seq of its batch
     forgotten: dict[str, int] = field(default_factory=dict)  # subject ref -> seq of the batch that forgot it
     audits: list[Audit] = field(default_factory=list)
+    golds: list[Gold] = field(default_factory=list)  # audit.gold events (newton_events)
     problems: list[Problem] = field(default_factory=list)
     size: int = 0
 
     def live_model(self) -> Model | None:
         return self.batches[-1].model if self.batches else self.genesis_model
+
+    @property
+    def checkpoint_origin(self) -> str | None:
+        """The origin the ledger's checkpoints are signed under: genesis's, or the default for its head key."""
+        if self.committed_origin is not None:
+            return self.committed_origin
+        return default_origin(self.head_public_key) if self.head_public_key is not None else None
+
+    def _digest_of_version(self, version: int) -> str | None:
+        return next((m.digest for m in [self.genesis_model, *(b.model for b in self.batches)]
+                     if m is not None and m.version == version), None)
 
     def model_at(self, size: int) -> Model | None:
         """The model the ledger says was live after its first `size` entries."""
@@ -133,6 +152,8 @@ class Events:
                 self._applied(seq, payload)
             elif event_type == AUDIT_VERIFIED:
                 self._audit(seq, payload)
+            elif event_type == AUDIT_GOLD:
+                self.golds.append(parse_gold(seq, payload, self._digest_of_version))
             elif self.genesis_seq is None:
                 self.problems.append(Problem(seq, f"{event_type} before genesis", "genesis at seq 1", event_type))
         except _Bad as bad:
@@ -159,6 +180,12 @@ class Events:
         self.genesis_model = _model(p, "model")
         if self.genesis_model.version != 0:
             raise _Bad("model.version", "0", self.genesis_model.version)
+        if "checkpoint_origin" in p:  # absent in ledgers from before checkpoints: the default origin applies
+            origin = _str(p, "checkpoint_origin")
+            try:
+                self.committed_origin = validate_origin(origin)
+            except LedgerError:
+                raise _Bad("checkpoint_origin", "a checkpoint origin (a schema-less URL)", origin) from None
 
     def _requested(self, seq: int, p: Any) -> None:
         self._need_genesis(seq)
@@ -304,7 +331,7 @@ def _fast_batch(seq: int, p: Any) -> Batch | None:
     if type(micros) is not int or micros < 0:
         return None
     return Batch(seq, tuple(rids), strategy, resolved, tuple(_outcome(s, i) for i, s in enumerate(raw)), model,
-                 micros, device)
+                 micros, device, applied_details(p))
 
 
 def _slow_batch(seq: int, p: Any) -> Batch:
@@ -318,12 +345,12 @@ def _slow_batch(seq: int, p: Any) -> Batch:
     if device is not None and not isinstance(device, str):
         raise _Bad("device", "a string", device)
     return Batch(seq, rids, _str(p, "strategy", choices=STRATEGIES), _str(p, "resolved_strategy", choices=STRATEGIES[1:]),
-                 subjects, _model(p, "model"), _int(timings, "apply_micros", "timings."), device)
+                 subjects, _model(p, "model"), _int(timings, "apply_micros", "timings."), device, applied_details(p))
 
 
 _REGIONS = frozenset(("update", "retrain"))
 _RESOLVED: frozenset[str] = frozenset(STRATEGIES[1:])
-_GUARANTEES = frozenset(("exact", "approximate"))
+_GUARANTEES = frozenset(("exact", "certified", "approximate"))
 
 
 def _outcome(s: Any, i: int) -> Outcome:
@@ -338,7 +365,7 @@ def _outcome(s: Any, i: int) -> Outcome:
     return Outcome(_str(s, "subject_ref", where), _int(s, "shard", where), _int(s, "slice", where),
                    _str(s, "region", where, choices=("update", "retrain")),
                    _str(s, "strategy", where, choices=STRATEGIES[1:]),
-                   _str(s, "guarantee", where, choices=("exact", "approximate")))
+                   _str(s, "guarantee", where, choices=tuple(sorted(_GUARANTEES))))
 
 
 def _model(obj: Any, key: str) -> Model:

@@ -2,7 +2,8 @@
 
 The base is audit/genesis with the genesis event's record, or the vault the latest audit.verified sealed.
 Every file's SHA-256, the rows' content digest and the live parameters must be what that event recorded;
-for the genesis vault also the initial checkpoints and increments genesis.engine.artifacts lists.
+for the genesis vault also the initial checkpoints and increments genesis.engine.artifacts lists; and the
+feature encoder, live and in the vault, the one genesis committed (encoder.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetd.client.audit import store_reader
+from forgetd.client.audit.encoder import check_encoder
 from forgetd.client.audit.events import Events
 from forgetd.client.audit.report import CheckResult, Findings, sha256_or_missing
 from forgetd.client.errors import StoreUnreadable
@@ -75,7 +77,11 @@ def check_genesis(root: Path, events: Events, base: Base) -> CheckResult:
     count = _check_rows_and_parameters(vault, base, where, c)
     if base.is_genesis and events.genesis is not None:
         _check_engine_artifacts(vault, events.genesis.get("engine"), c)
-    c.figures.update(vault=base.name, files=len(files), rows=count)
+    if events.genesis is not None:  # the encoder never changes, so genesis's digest holds for any vault
+        check_encoder(root, vault, events.genesis.get("engine"), c)
+    # The checkpoint origin: events.py refused a malformed one; a genesis without one uses the default.
+    c.figures.update(vault=base.name, files=len(files), rows=count, checkpoint_origin=events.checkpoint_origin,
+                     checkpoint_origin_committed=events.committed_origin is not None)
     return c.done(f"vault audit/{base.name}: {len(files)} files, {count} rows and the version-{base.version} "
                   f"parameters match {where}")
 
@@ -127,6 +133,8 @@ def _check_engine_artifacts(vault: Path, engine: Any, c: Findings) -> None:
         c.add(1, f"the vault's manifest is unreadable: {exc}")
         return
     for logical, want in sorted(artifacts.items()):
+        if logical == "encoder":
+            continue  # check_encoder's, with its own finding
         if isinstance(manifest_files.get(logical), str):
             rel = f"artifacts/{manifest_files[logical]}"
         elif logical.endswith(".index"):

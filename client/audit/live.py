@@ -1,6 +1,6 @@
 """Check 5, live (with a server): the daemon serves the ledger head's model, and its ledger extends the store's.
 
-GetModel must report the head's version, digests and genesis's head key; Predict on the store's test rows
+GetModel must report the head's version, digests, genesis's head key and feature encoder; Predict on the store's test rows
 must answer what the live parameters answer (forgetd.server.replay computes those, with the server extra),
 so the daemon is shown to serve those parameters, not only to report their digest; its signed head must
 verify under genesis's key and be consistent with the store's.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forgetd.client.audit.encoder import committed_digest
 from forgetd.client.audit.events import Events, Model
 from forgetd.client.audit.report import CheckResult, Findings
 from forgetd.client.client import Client
@@ -51,6 +52,10 @@ def _check_model(client: Client, events: Events, want: Model | None, head: Head,
     if events.head_public_key is not None and info.head_public_key != events.head_public_key.hex():
         c.add(1, "the server's head key is not the one genesis recorded", events.head_public_key.hex(),
               info.head_public_key)
+    committed = committed_digest(events.genesis.get("engine")) if events.genesis is not None else None
+    if committed is not None and info.input_schema is not None and info.input_schema.encoder_digest != committed:
+        c.add(1, "the server encodes raw records with a feature encoder other than the one genesis committed",
+              committed, info.input_schema.encoder_digest)
 
 
 def _check_served_parameters(client: Client, root: Path, want: Model | None, head: Head, c: Findings) -> None:

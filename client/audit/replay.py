@@ -17,7 +17,7 @@ from forgetd.client.audit import store_reader
 from forgetd.client.audit.events import Batch, Events
 from forgetd.client.audit.genesis import Base
 from forgetd.client.audit.report import CheckResult, Findings
-from forgetd.client.errors import StoreUnreadable
+from forgetd.client.errors import NoSpace, StoreUnreadable
 
 if TYPE_CHECKING:
     from forgetd.server.replay import ReplayBatch, ReplayResult
@@ -68,7 +68,8 @@ def check_replay(root: Path, events: Events, base: Base, key: bytes | None, devi
 
 def _run(root: Path, events: Events, base: Base, key: bytes, batches: list[Batch], device: str | None,
          progress: bool) -> ReplayResult:
-    """Replay `batches` with forgetd.server.replay (ModuleNotFoundError without the server extra)."""
+    """Replay `batches` with forgetd.server.replay (ModuleNotFoundError without the server extra); NoSpace when
+    its scratch copy does not fit (removed again: the replay cleans up on every way out)."""
     from forgetd.server import replay as server_replay
     from tqdm import tqdm
 
@@ -81,6 +82,8 @@ def _run(root: Path, events: Events, base: Base, key: bytes, batches: list[Batch
             device=device or server_replay.default_device(recorded_device), recorded_device=recorded_device,
             scratch_parent=root / "audit", live_store=root, on_step=bar.update,
         )
+    except server_replay.NoSpace as exc:
+        raise NoSpace(f"the replay stopped: {exc}") from None
     finally:
         bar.close()
 
@@ -116,4 +119,5 @@ def _to_replay(make: type[ReplayBatch], b: Batch) -> ReplayBatch:
         seq=b.seq, strategy=b.strategy,
         outcomes=tuple((o.subject_ref, o.shard, o.slice, o.region, o.strategy, o.guarantee) for o in b.subjects),
         version=b.model.version, digest=b.model.digest, shard_digests=b.model.shard_digests, device=b.device,
+        details=b.details,
     )  # fmt: skip

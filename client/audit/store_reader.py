@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from forgetd.client.errors import StoreUnreadable
 
-__all__ = ["ROWS_FORMAT", "StoreUnreadable", "iter_rows", "live_parameters", "npy_last_row", "read_json",
-           "rows_digest", "sha256_file"]
+__all__ = ["ROWS_FORMAT", "StoreUnreadable", "integrity_problems", "iter_rows", "live_parameters", "npy_last_row",
+           "read_json", "rows_digest", "sha256_file"]
 
 ROWS_FORMAT = "forgetd.rowstore.v1"
 _NPY_MAGIC = b"\x93NUMPY"
@@ -109,6 +109,22 @@ def _connect(path: Path, *, immutable: bool) -> sqlite3.Connection:
     # may be written by a running daemon: read-only mode still takes SQLite's locks.
     mode = "immutable=1" if immutable else "mode=ro"
     return sqlite3.connect(f"file:{quote(str(path.resolve()))}?{mode}", uri=True)
+
+
+def integrity_problems(path: Path, *, immutable: bool = False, limit: int = 5) -> list[str]:
+    """What SQLite's `PRAGMA integrity_check` finds in the file (at most `limit` lines); [] when it is sound.
+
+    Reading every row is not enough: a damaged index or free-list page reads back fine until the page is
+    needed, and then the daemon, not the audit, finds it."""
+    try:
+        conn = _connect(path, immutable=immutable)
+        try:
+            lines = [str(r[0]) for r in conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [f"cannot be checked: {exc}"]
+    return [] if lines == ["ok"] else lines
 
 
 def iter_rows(path: Path, *, immutable: bool = False) -> Iterator[tuple[int, Any, Any, Any]]:

@@ -29,6 +29,7 @@ _BENCH_COMMANDS: dict[str, str] = {
     "serving": "forgetd.server.bench.serving:serving",
     "unlearning": "forgetd.server.bench.unlearning:unlearning",
     "audit": "forgetd.client.audit.bench:audit_command",
+    "reliability": "forgetd.server.bench.reliability:reliability",
 }
 
 
@@ -78,7 +79,8 @@ def main() -> None:
 
 @main.group(cls=_LazyGroup, lazy=_BENCH_COMMANDS, context_settings=_SETTINGS)
 def bench() -> None:
-    """Benchmarks that print figures beside a baseline: serving, unlearning (the paper's evaluation), audit."""
+    """Benchmarks that print figures beside a baseline: serving, unlearning (the paper's evaluation), audit,
+    reliability (crashes, tampering, bad inputs)."""
 
 
 if __name__ == "__main__":

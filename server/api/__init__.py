@@ -2,5 +2,6 @@
 
 forgetd.v1 (gRPC): v1.py holds the servicers, convert.py turns its messages into the runtime's terms and
 back, status.py is the table of status codes every gRPC handler answers errors with. The Open Inference
-Protocol front lives in the oip_*.py modules beside them.
+Protocol front lives in the oip_*.py modules beside them. records.py is what both take instead of encoded
+features: raw records, encoded by the store's feature encoder.
 """

@@ -23,12 +23,13 @@ from forgetd.server.vocabulary import AUTO, GUARANTEES, STRATEGIES
 if TYPE_CHECKING:
     from forgetd.ledger import Entry
     from forgetd.server.observe import SlaState
+    from forgetd.server.observe.gold import GoldState
     from forgetd.server.runtime.ledger_writer import HeadWithSignature, InclusionPath
     from forgetd.server.runtime.runtime import RequestView, Runtime
 
 __all__ = ["STRATEGY_FROM_PROTO", "STRATEGY_TO_PROTO", "GUARANTEE_TO_PROTO", "MAX_REQUEST_ID_CHARS",
            "MAX_SAMPLE_ID_CHARS", "check_features", "parse_forget", "head_proto", "inclusion_proto",
-           "ledger_entry_proto", "forget_response", "sla_proto"]
+           "ledger_entry_proto", "forget_response", "sla_proto", "gold_proto"]
 
 # A request that leaves the strategy unset asks for "auto", as one that names STRATEGY_AUTO does.
 STRATEGY_FROM_PROTO: dict[common_pb2.Strategy, str] = {
@@ -77,7 +78,8 @@ def parse_forget(request: unlearning_service_pb2.ForgetRequest, max_ids: int) ->
 
 def head_proto(head: HeadWithSignature) -> common_pb2.LedgerHead:
     return common_pb2.LedgerHead(size=head.size, chain_hash=head.chain_hash, merkle_root=head.merkle_root,
-                                 signature=head.signature, public_key=head.public_key)
+                                 signature=head.signature, public_key=head.public_key,
+                                 checkpoint=head.checkpoint.decode("utf-8"))
 
 
 def inclusion_proto(proof: InclusionPath) -> common_pb2.InclusionProof:
@@ -101,6 +103,9 @@ def forget_response(runtime: Runtime, view: RequestView) -> unlearning_service_p
         requested_leaf_hash=req.leaf_hash,
         head=head_proto(proofs.head),
         requested_proof=inclusion_proto(proofs.inclusions[0]),
+        published=proofs.published,
+        unpublished_reason="" if proofs.published else runtime.witnessing.unpublished_reason(
+            batch.seq if batch is not None else req.seq),
     )
     response = unlearning_service_pb2.ForgetResponse(
         request_id=req.request_id,
@@ -117,12 +122,17 @@ def forget_response(runtime: Runtime, view: RequestView) -> unlearning_service_p
             model_version=batch.model.version,
             model_digest=batch.model.digest,
             shard_digests=batch.model.shard_digests,
-            strategy=STRATEGY_TO_PROTO[batch.resolved_strategy],
-            guarantee=GUARANTEE_TO_PROTO[batch.guarantee],
+            # What removed the request's own samples, earlier batches' included: not this batch's alone.
+            strategy=STRATEGY_TO_PROTO.get(view.strategy or "", common_pb2.STRATEGY_UNSPECIFIED),
+            guarantee=GUARANTEE_TO_PROTO[view.guarantee or batch.guarantee],
             residue_steps=batch.residue_steps,
             samples_read=batch.samples_read,
             apply_micros=batch.apply_micros,
+            encoder_residue=[unlearning_service_pb2.EncoderResidue(
+                column=str(r.get("column", "")), category=str(r.get("category", "")), feature=int(r.get("feature", 0)))
+                for r in batch.encoder_residue],
         ))
+        _newton_fields(response.result, runtime, batch.seq)
     for sample_id, ref, forgotten in view.samples:
         outcome = unlearning_service_pb2.SampleOutcome(sample_id=sample_id, subject_ref=ref)
         if forgotten is None:  # pending: what was asked, nothing known yet
@@ -134,6 +144,41 @@ def forget_response(runtime: Runtime, view: RequestView) -> unlearning_service_p
             outcome.guarantee = GUARANTEE_TO_PROTO[got.guarantee]
         response.samples.append(outcome)
     return response
+
+
+def _newton_fields(result: unlearning_service_pb2.ForgetResult, runtime: Runtime, applied_seq: int) -> None:
+    """ForgetResult.certificate and .influence from the batch's forget.applied entry (engine/newton.py writes them;
+    the fold does not keep them, so they are read back from the entry: one row)."""
+    payload = next(iter(runtime.ledger.read(applied_seq, 1))).payload
+    for step in payload.get("influence", ()):
+        result.influence.append(unlearning_service_pb2.InfluenceStep(
+            shard=step["shard"], cg_iterations=step.get("cg_iterations", 0),
+            relative_residual=float(step.get("residual", "0")), converged=step.get("converged", False),
+            retained_gradient_norm=float(step.get("retained_grad_norm", "0")),
+            retained_gradient_norm_before=float(step.get("retained_grad_norm_before", "0")),
+            damping=float(step["damping"]), damping_retries=step["damping_retries"], retrained=step["retrained"]))
+    cert = payload.get("certified")
+    if cert is not None:
+        result.certificate.CopyFrom(unlearning_service_pb2.Certificate(
+            epsilon=float(cert["epsilon"]), delta=float(cert["delta"]), sigma=float(cert["sigma"]),
+            budget=float(cert["budget"]), shards=[unlearning_service_pb2.ShardCertificate(
+                shard=sh["shard"], step_bound=float(sh["step_bound"]), bound_spent=float(sh["bound"]),
+                budget_left=float(sh["budget_left"]), epsilon_spent=float(sh["epsilon_spent"]),
+                removed=sh["removed"], retrained=sh["retrained"], hessian_rebuilt=sh["rebuilt"])
+                for sh in cert["shards"]]))
+
+
+def gold_proto(state: GoldState) -> inference_service_pb2.GoldStandard | None:
+    """GetModelResponse.gold: the last gold-standard check, None (the field absent) before the first."""
+    last = state.last
+    if last is None:
+        return None
+    return inference_service_pb2.GoldStandard(
+        passed=last.passed, model_version=last.version, ledger_seq=state.ledger_seq, live_accuracy=last.live_accuracy,
+        gold_accuracy=last.gold_accuracy, gap_points=last.gap_points, tolerance_points=last.tolerance_points,
+        label_agreement=last.label_agreement, max_probability_difference=last.max_probability_difference,
+        parameter_distance=last.parameter_distance, live_loss=last.live_loss, gold_loss=last.gold_loss,
+        checks=state.checks, failures=state.failures)
 
 
 def sla_proto(state: SlaState) -> inference_service_pb2.UnlearningSla:

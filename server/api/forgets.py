@@ -10,7 +10,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from forgetd.server.errors import InvalidRequest
+from forgetd.server.errors import InvalidRequest, shown_id
+from forgetd.server.runtime.admission import MAX_REQUEST_ID_CHARS, MAX_SAMPLE_ID_CHARS  # the runtime's own limits
 
 if TYPE_CHECKING:
     from forgetd.server.runtime.ledger_writer import HeadWithProofs
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_REQUEST_ID_CHARS", "MAX_SAMPLE_ID_CHARS", "check_sample_ids", "request_id_or_new", "receipt_proofs"]
 
-MAX_REQUEST_ID_CHARS = 128
-MAX_SAMPLE_ID_CHARS = 1024
 
 
 def check_sample_ids(ids: Sequence[str], max_ids: int, field: str = "sample_ids") -> None:
@@ -30,10 +29,10 @@ def check_sample_ids(ids: Sequence[str], max_ids: int, field: str = "sample_ids"
         raise InvalidRequest(f"{field} has {len(ids)} ids, above this server's limit of {max_ids}; split the request")
     bad = next((i for i in ids if not i or len(i) > MAX_SAMPLE_ID_CHARS), None)
     if bad is not None:
-        raise InvalidRequest(f"sample id {bad[:40]!r} is empty or longer than {MAX_SAMPLE_ID_CHARS} characters")
+        raise InvalidRequest(f"sample id {shown_id(bad)} is empty or longer than {MAX_SAMPLE_ID_CHARS} characters")
     dup = _first_repeat(ids)
     if dup is not None:
-        raise InvalidRequest(f"sample id {dup!r} appears more than once; name each sample once")
+        raise InvalidRequest(f"sample id {shown_id(dup)} appears more than once; name each sample once")
 
 
 def request_id_or_new(given: str, field: str = "request_id") -> str:
@@ -49,7 +48,7 @@ def receipt_proofs(runtime: Runtime, view: RequestView) -> HeadWithProofs:
     """The signed current head with inclusion proofs of the request's entries: its forget.requested, then its
     forget.applied once applied. Both are made against that one head, so the receipt is sound on its own."""
     seqs = [view.requested.seq] + ([view.applied.seq] if view.applied is not None else [])
-    return runtime.ledger.head_with_proofs(None, seqs)
+    return runtime.ledger.receipt_proofs(seqs)  # the witness quorum's cosigned head when it holds them, else now's
 
 
 def _first_repeat(ids: Iterable[str]) -> str | None:

@@ -31,7 +31,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (NotServing, grpc.StatusCode.UNAVAILABLE),
 )
-_DATATYPE_TO_CONFIG = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "BYTES": mc.TYPE_STRING}
+_DATATYPE_TO_CONFIG = {"FP32": mc.TYPE_FP32, "FP64": mc.TYPE_FP64, "INT64": mc.TYPE_INT64, "BYTES": mc.TYPE_STRING}
 
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 

@@ -9,8 +9,11 @@ bitwise the same, and each carries the state it came from as response parameters
 - `ledger_seq`: the ledger entry that published that version (0-based tree size = seq), so a kept answer can
   be checked against the ledger with `forgetd verify`.
 
-Tensors: one input `features`, FP32, shape [rows, F]; outputs `probabilities` (FP32 [rows, C]) and `labels`
-(INT64 [rows]). Only the live version is ready; the versions before it are gone (forgotten rows are in them).
+Tensors: input `features`, FP32, shape [rows, F] (encoded rows), or instead one input per raw column of the
+store's input schema, named after it (BYTES for a categorical column, FP64 for a numeric one, which also
+takes FP32 or an integer type; shape [rows] or [rows, 1]), encoded as training encoded its rows (records.py);
+outputs `probabilities` (FP32 [rows, C]) and `labels` (INT64 [rows]). The metadata lists `features` first,
+then the columns. Only the live version is ready; the versions before it are gone (forgotten rows are in them).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forgetd.server.api.oip_tensors import InferRequest, TensorError
+from forgetd.server.api.records import column_datatype, encode_tensor_columns
 from forgetd.server.errors import InvalidRequest
 from forgetd.server.runtime.slot import RuntimeSlot
 
@@ -123,7 +127,10 @@ class OipModel:
     # ------------------------------------------------------------------------------------------ metadata
 
     def inputs(self) -> tuple[TensorSpec, ...]:
-        return (TensorSpec(INPUT, "FP32", (-1, self._slot.get().info.num_features)),)
+        """`features`, then one tensor per raw column: a request sends `features` alone or every column."""
+        info = self._slot.get().info
+        columns = tuple(TensorSpec(name, column_datatype(info.encoder, name), (-1,)) for name in info.encoder.column_names)
+        return (TensorSpec(INPUT, "FP32", (-1, info.num_features)), *columns)
 
     def outputs(self) -> tuple[TensorSpec, ...]:
         classes = self._slot.get().info.num_classes
@@ -147,7 +154,10 @@ class OipModel:
         runtime = self._slot.get()
         live = runtime.live  # read once: the whole request is answered by this version
         with runtime.metrics.inference(live.version):  # observe: success and duration, or a failure
-            features = self._features(request, runtime.info.num_features, runtime.config.max_predict_rows)
+            if INPUT in request.inputs:
+                features = self._features(request, runtime.info.num_features, runtime.config.max_predict_rows)
+            else:  # raw columns, encoded by the store's encoder
+                features = encode_tensor_columns(request.inputs, runtime.info.encoder, runtime.config.max_predict_rows)
             rows = int(features.shape[0])
             probabilities, labels = live.predict(features.tobytes(), rows)
         outputs: dict[str, np.ndarray] = {

@@ -24,9 +24,10 @@ from forgetd.server.errors import (
     RequestIdConflict,
     RequestNotFound,
     UnknownSample,
+    UnsupportedStrategy,
 )
 
-__all__ = ["STATUS_TABLE", "INTERNAL_MESSAGE", "status_for", "answer_errors", "answer_stream_errors"]
+__all__ = ["STATUS_TABLE", "INTERNAL_MESSAGE", "MAX_MESSAGE_BYTES", "status_for", "answer_errors", "answer_stream_errors"]
 
 log = logging.getLogger("forgetd.server")
 
@@ -38,18 +39,30 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (UnknownSample, grpc.StatusCode.NOT_FOUND),
     (RequestNotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyForgotten, grpc.StatusCode.FAILED_PRECONDITION),
+    (UnsupportedStrategy, grpc.StatusCode.FAILED_PRECONDITION),  # e.g. CERTIFIED on an MLP store
     (RequestIdConflict, grpc.StatusCode.FAILED_PRECONDITION),
     (NotServing, grpc.StatusCode.UNAVAILABLE),
 )
 INTERNAL_MESSAGE = "internal error; the server's log has the details"
+# A status message travels in a header, percent-encoded (a non-ASCII byte takes three), inside gRPC's 8 KiB
+# metadata limit: past it the client sees RESOURCE_EXHAUSTED "Stream removed" instead of the status. Messages
+# cut what they echo (errors.shown_ids); this bounds whatever else grows long.
+MAX_MESSAGE_BYTES = 1024
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and client-facing message for an exception raised while answering a call."""
     for cls, code in STATUS_TABLE:
         if isinstance(exc, cls):
-            return code, str(exc)
+            return code, _fitted(str(exc))
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+def _fitted(message: str) -> str:
+    data = message.encode("utf-8")
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return message
+    return data[: MAX_MESSAGE_BYTES - 16].decode("utf-8", "ignore") + " ... (cut)"
 
 
 _Servicer = TypeVar("_Servicer")

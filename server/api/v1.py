@@ -7,7 +7,7 @@ through the one table in status.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -22,11 +22,14 @@ from forgetd.server.api.convert import (
     head_proto,
     inclusion_proto,
     ledger_entry_proto,
+    gold_proto,
     parse_forget,
     sla_proto,
 )
+from forgetd.server.api.records import encode_v1_records, input_schema_proto
 from forgetd.server.api.status import answer_errors, answer_stream_errors
 from forgetd.server.errors import InvalidRequest
+from forgetd.server.vocabulary import supported_strategies
 
 if TYPE_CHECKING:
     from forgetd.server.runtime.runtime import Runtime
@@ -45,9 +48,13 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         runtime: Runtime = self._slot.get()
         live = runtime.live  # read once: the whole batch is answered by this version, whatever swaps meanwhile
         with runtime.metrics.inference(live.version):  # observe: success and duration, or a failure
-            check_features(request, runtime.info.num_features, runtime.config.max_predict_rows)
+            if request.records:  # raw rows: encoded as training encoded them (records.py)
+                features, rows = encode_v1_records(request, runtime.info.encoder, runtime.config.max_predict_rows)
+            else:
+                check_features(request, runtime.info.num_features, runtime.config.max_predict_rows)
+                features, rows = request.features, request.rows
             # Lists, not arrays: protobuf copies a list in one pass but walks a numpy array item by item.
-            probabilities, labels = live.predict(request.features, request.rows)
+            probabilities, labels = live.predict(features, rows)
         return inference_service_pb2.PredictResponse(
             rows=len(labels),
             classes=runtime.info.num_classes,
@@ -78,6 +85,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 seed=cfg.seed,
                 default_strategy=STRATEGY_TO_PROTO[cfg.default_strategy],
                 aggregation=cfg.aggregation,
+                model=cfg.model,
+                certified_epsilon=cfg.epsilon,
+                certified_delta=cfg.delta,
             ),
             threshold_m=info.threshold_m,
             training_accuracy=info.training_accuracy,
@@ -87,22 +97,35 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             device=info.device,
             head_public_key=info.head_public_key,
             ledger_seq=live.ledger_seq,
+            verifier_key=info.verifier_key,
+            checkpoint_origin=info.checkpoint_origin,
             sla=sla_proto(runtime.metrics.sla),
+            input_schema=input_schema_proto(info.encoder),
+            test_accuracy=info.test_accuracy,
+            unlearning_halted_reason=runtime.halt_reason or "",
+            supported_strategies=[STRATEGY_TO_PROTO[s] for s in supported_strategies(cfg.model)],
+            gold=gold_proto(runtime.gold_alarm.state),
         )
 
 
 class UnlearningServicer(unlearning_service_pb2_grpc.UnlearningServiceServicer):
-    def __init__(self, slot: RuntimeSlot) -> None:
+    """`reveals_ids(context)`: whether this call may see a pending request's raw sample ids (the daemon says: it
+    carries the bearer token, or the server has none); never, by default."""
+
+    def __init__(self, slot: RuntimeSlot,
+                 reveals_ids: Callable[[grpc.ServicerContext], bool] = lambda context: False) -> None:
         self._slot = slot
+        self._reveals_ids = reveals_ids
 
     @answer_errors
     def Forget(self, request: unlearning_service_pb2.ForgetRequest,
                context: grpc.ServicerContext) -> unlearning_service_pb2.ForgetResponse:
         runtime: Runtime = self._slot.get()
         ids, strategy, request_id = parse_forget(request, runtime.config.max_forget_ids)
-        view = runtime.submit(ids, strategy, request_id)
+        view = runtime.submit(ids, strategy, request_id)  # names the samples by the caller's ids: it sent them
         if request.wait and view.applied is None:
-            view = runtime.wait_applied(request_id, context.time_remaining, context.is_active)
+            waited = runtime.wait_applied(view.requested.request_id, context.time_remaining, context.is_active)
+            view = waited.named([i for i, _, _ in view.samples])
         return forget_response(runtime, view)
 
     @answer_errors
@@ -111,7 +134,7 @@ class UnlearningServicer(unlearning_service_pb2_grpc.UnlearningServiceServicer):
         runtime: Runtime = self._slot.get()
         if not request.request_id:
             raise InvalidRequest("request_id is empty: give the request_id a Forget returned")
-        view = runtime.request(request.request_id)
+        view = runtime.request(request.request_id, reveal_ids=self._reveals_ids(context))
         return unlearning_service_pb2.GetForgetRequestResponse(forget=forget_response(runtime, view))
 
     @answer_stream_errors

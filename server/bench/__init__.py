@@ -2,7 +2,8 @@
 
 unlearning.py runs the hybrid-unlearning paper's evaluation (measure.py times and attacks each strategy,
 mia.py holds the attacks, report.py reads the numbers against the paper's claims, plots.py draws them);
-serving.py measures the daemon against a bare gRPC echo.
+serving.py measures the daemon against a bare gRPC echo; reliability.py counts what SIGKILLs, tampering and
+bad inputs do (crashes.py, tamper.py, bad_inputs.py, through the `forgetd` command: processes.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ process for both protocols alike, as serving.py times its own.
 
 from __future__ import annotations
 
+import http.client
+import json
 import multiprocessing
 import time
 import uuid
@@ -22,7 +24,6 @@ from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import httpx
 import numpy as np
 
 from forgetd.v1 import inference_service_pb2, inference_service_pb2_grpc
@@ -62,33 +63,43 @@ def measure_http(bench: HttpBench, daemon: Daemon, progress: Callable[[str], Non
     if 2 * bench.acks > len(ids) // 2:
         raise InvalidConfig(f"{2 * bench.acks} HTTP/gRPC acks would remove more than half of the {len(ids)} rows "
                             "left; lower --acks or use a bigger store")
-    grpc_address, http_base = f"127.0.0.1:{daemon.port}", f"http://127.0.0.1:{daemon.http_port}"
+    grpc_address, http_port = f"127.0.0.1:{daemon.port}", daemon.http_port
     figures: dict[str, float] = {}
     if bench.acks:
         progress(f"Forget acknowledgements: {bench.acks} POST /unlearn and {bench.acks} gRPC Forget, alternating")
-        figures = _acks(bench, grpc_address, http_base, ids[-2 * bench.acks:])
+        figures = _acks(bench, grpc_address, http_port, ids[-2 * bench.acks:])
     progress(f"Predict: {bench.predicts} calls with /metrics scraped every {bench.scrape_interval * 1e3:.0f} ms "
              f"and {bench.predicts} without, alternating")
     features = np.zeros((1, runtime.info.num_features), "<f4").tobytes()
-    figures.update(_scraped(bench, grpc_address, http_base, features))
+    figures.update(_scraped(bench, grpc_address, http_port, features))
     return figures
 
 
-def _acks(bench: HttpBench, grpc_address: str, http_base: str, ids: list[str]) -> dict[str, float]:
+def _request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    answer = conn.getresponse()
+    return answer.status, answer.read()
+
+
+def _acks(bench: HttpBench, grpc_address: str, http_port: int, ids: list[str]) -> dict[str, float]:
     http_ms: list[float] = []
     grpc_ms: list[float] = []
     keys: list[str] = []
-    with grpc.insecure_channel(grpc_address) as channel, httpx.Client(base_url=http_base, timeout=60.0) as http:
+    # http.client, one kept-alive connection: the lightest HTTP client there is, as a gRPC stub is for gRPC.
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=600)
+    with grpc.insecure_channel(grpc_address) as channel:
         stub = unlearning_service_pb2_grpc.UnlearningServiceStub(channel)
 
         def by_http() -> None:
             keys.append(str(uuid.uuid4()))
+            body = json.dumps({"sample_id": ids.pop(), "method": DPUS}).encode()
             t = time.perf_counter()
-            answer = http.post("/unlearn", json={"sample_id": ids.pop(), "method": DPUS},
-                               headers={"Idempotency-Key": keys[-1]})
+            status, answer = _request(conn, "POST", "/unlearn", body,
+                                      {"Idempotency-Key": keys[-1], "Content-Type": "application/json"})
             http_ms.append((time.perf_counter() - t) * 1e3)
-            if answer.status_code != 202:
-                raise InvalidConfig(f"POST /unlearn answered {answer.status_code}: {answer.text}")
+            if status != 202:
+                raise InvalidConfig(f"POST /unlearn answered {status}: {answer.decode(errors='replace')}")
 
         def by_grpc() -> None:
             keys.append(str(uuid.uuid4()))
@@ -104,7 +115,8 @@ def _acks(bench: HttpBench, grpc_address: str, http_base: str, ids: list[str]) -
                 for _ in range(min(per_block, bench.acks - len(http_ms if call is by_http else grpc_ms))):
                     call()
         for key in keys:  # let the worker catch up, so what follows is not timed against a busy worker
-            http.get(f"/unlearn/{key}", params={"wait": "true", "timeout": 600})
+            _request(conn, "GET", f"/unlearn/{key}?wait=true&timeout=600")
+    conn.close()
     return {"ack_http_p50_ms": _pct(http_ms, 50), "ack_http_p99_ms": _pct(http_ms, 99),
             "ack_grpc_p50_ms": _pct(grpc_ms, 50), "ack_grpc_p99_ms": _pct(grpc_ms, 99),
             "ack_p50_ratio": _pct(http_ms, 50) / _pct(grpc_ms, 50)}
@@ -132,21 +144,24 @@ def _predict_block(n: int) -> list[float]:
     return out
 
 
-def _scrape(url: str, interval: float, scraping: Event, stop: Event, count: Any) -> None:
+def _scrape(port: int, interval: float, scraping: Event, stop: Event, count: Any) -> None:
     """The scraper process: GET /metrics every `interval` seconds while `scraping` is set."""
-    with httpx.Client(timeout=30.0) as http:
-        while not stop.is_set():
-            if scraping.is_set():
-                http.get(url).raise_for_status()
-                with count.get_lock():
-                    count.value += 1
-            stop.wait(interval)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while not stop.is_set():
+        if scraping.is_set():
+            status, _ = _request(conn, "GET", "/metrics")
+            if status != 200:
+                raise RuntimeError(f"GET /metrics answered {status}")
+            with count.get_lock():
+                count.value += 1
+        stop.wait(interval)
+    conn.close()
 
 
-def _scraped(bench: HttpBench, grpc_address: str, http_base: str, features: bytes) -> dict[str, float]:
+def _scraped(bench: HttpBench, grpc_address: str, http_port: int, features: bytes) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     scraping, stop, count = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
-    scraper = ctx.Process(target=_scrape, args=(http_base + "/metrics", bench.scrape_interval, scraping, stop, count),
+    scraper = ctx.Process(target=_scrape, args=(http_port, bench.scrape_interval, scraping, stop, count),
                           name="forgetd-bench-scraper", daemon=True)
     scraper.start()
     on: list[float] = []

@@ -10,7 +10,9 @@ From First Principles", IEEE S&P 2022), in the form unlearning evaluations use (
 Shadow model s trains on the pool rows with keep[s] true; every row is IN for exactly floor(S/2) of the S
 shadows. Each is the engine's MLP trained the plain way: one model, no shards, no slices, `epochs` epochs over
 its rows in seeded batches, through the engine's own optimizer loop (training.run_steps on a one-slice
-layout), every seed derived from the config's. A model is seen through phi = log(p_y / (1 - p_y)), the
+layout), every seed derived from the config's. That suits a plain target; a forgetd store is sliced and
+sharded, so `forgetd bench unlearning` trains its shadows like the store instead (privacy.py) and hands this
+module their confidences. A model is seen through phi = log(p_y / (1 - p_y)), the
 logit-scaled confidence in the true label, with 1 - p_y summed from the other classes so it stays exact where
 p_y rounds to 1. Per pool row, Gaussians are fitted to the phi of the shadows that had it IN and of those that
 had it OUT; with few shadows (the paper: under 64) one pooled within-row variance per side is used instead.

@@ -85,11 +85,11 @@ def write_markdown(results: Results) -> str:
             f"{100 * c['accuracy_before']:.2f}%; training took {c['train_seconds']:.1f} s.",
             "",
         ]
-    lines += [
+    s = results["strategies"]
+    lines += [  # --newton-only runs none of these: newton_bench.newton_markdown has its rows
         "| strategy | mean s/request | p50 s | p95 s | x SISA | accuracy % | MIA AUC ± SE | TPR@1%FPR | shadow member rate | samples read | burst s | guarantees |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    s = results["strategies"]
+    ] if s else []
     for k, v in s.items():
         speed = f"{s[SISA]['mean_seconds'] / v['mean_seconds']:.1f}" if SISA in s else "-"
         burst = "-" if v["burst_seconds"] is None else f"{v['burst_seconds']:.3f}"

@@ -126,9 +126,9 @@ def _train(path: Path, rows: int, device: str) -> None:
     from forgetd.server.config import EngineConfig
     from forgetd.server.data import load_dataset
     from forgetd.server.engine.engine import Engine
-    from forgetd.server.cli.serve import DEMO_EPOCHS, DEMO_SLICES
+    from forgetd.server.cli.serve import DEMO_EPOCHS, DEMO_SCHEDULE, DEMO_SLICES
 
-    config = EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS, device=device)
+    config = EngineConfig(slices=DEMO_SLICES, epochs=DEMO_EPOCHS, epoch_schedule=DEMO_SCHEDULE, device=device)
     Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
 
 

@@ -35,14 +35,21 @@ from tqdm import tqdm
 from forgetd.server.bench import BENCH_STRATEGIES
 from forgetd.server.bench.mia import PredictProba
 from forgetd.server.bench.measure import Run, ShadowTrainer, attacks, forget_one, summary
+from forgetd.server.bench.newton_bench import newton_markdown, run_newton
+from forgetd.server.bench.privacy import LiraProbe, both_axes_checks, has_power, lira_checks, lira_markdown
 from forgetd.server.bench.report import Check, Results, assess, write_markdown
+from forgetd.server.bench.sweeps import SWEEPS, run_sweep, sweep_markdown
 from forgetd.server.config import EngineConfig
 from forgetd.server.data import DATA_SPEC_HELP, Dataset, load_dataset, parse_data_spec
 from forgetd.server.engine.engine import Engine
+from forgetd.server.engine.training import derive_seed
 from forgetd.server.errors import DataError, ForgetdError, InvalidConfig
-from forgetd.server.vocabulary import RETRAIN, SISA, resolve_device
+from forgetd.server.vocabulary import EPOCH_SCHEDULES, RETRAIN, SISA, resolve_device
 
-__all__ = ["BenchConfig", "BENCH_STRATEGIES", "run_bench", "assess", "Check", "parse_data_spec", "write_markdown"]
+__all__ = ["BenchConfig", "BENCH_STRATEGIES", "VULNERABLE_SETS", "run_bench", "assess", "Check", "parse_data_spec",
+           "write_markdown", "markdown"]
+
+VULNERABLE_SETS = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,18 @@ class BenchConfig:
     rows: int = 2000  # rows of the synthetic data set (ignored for other kinds)
     shadows: int = 4  # shadow models of the shadow attack, each trained on half the training split
     burst: bool = True  # also time the same ids as one coalesced request per strategy
+    epoch_schedule: str | None = None  # sisa | per-step (EngineConfig's default when None)
+    lira_shadows: int = 64  # LiRA's shadow models, trained like the store (privacy.py); 0 = no LiRA
+    # A second forget set of the rows LiRA finds most vulnerable: "auto" when the random rows give the attack
+    # no power before forgetting (privacy.has_power), "always", or "never".
+    vulnerable: str = "auto"
+    newton: bool = True  # also the Newton strategies' rows: INFLUENCE on the MLP, the linear family (newton_bench.py)
+    influence_requests: int = 10  # INFLUENCE on the MLP costs a CG solve over every row: the first N requests
+    newton_only: bool = False  # only those rows (the five SISA-family strategies, LiRA and bursts skipped)
 
     def __post_init__(self) -> None:
         self._data_spec()
-        for name in ("requests", "rows", "shadows", "seed"):
+        for name in ("requests", "rows", "shadows", "seed", "lira_shadows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InvalidConfig(f"{name} is {value!r}; give a whole number")
@@ -73,6 +88,10 @@ class BenchConfig:
             raise InvalidConfig(f"rows is {self.rows}; a synthetic data set needs at least 10 rows")
         if self.shadows < 1:
             raise InvalidConfig(f"shadows is {self.shadows}; the shadow attack needs at least 1 shadow model")
+        if self.lira_shadows != 0 and self.lira_shadows < 4:
+            raise InvalidConfig(f"lira_shadows is {self.lira_shadows}; give 0 (no LiRA) or at least 4 (the paper: 64)")
+        if self.vulnerable not in VULNERABLE_SETS:
+            raise InvalidConfig(f"vulnerable is {self.vulnerable!r}; choose one of {', '.join(VULNERABLE_SETS)}")
         self.engine_config()  # engine settings are validated by the engine's own rules
 
     def _data_spec(self) -> tuple[str, str | None]:
@@ -87,6 +106,7 @@ class BenchConfig:
             shards=default.shards if self.shards is None else self.shards,
             slices=default.slices if self.slices is None else self.slices,
             epochs=default.epochs if self.epochs is None else self.epochs,
+            epoch_schedule=default.epoch_schedule if self.epoch_schedule is None else self.epoch_schedule,
             budget=self.budget,  # None is EngineConfig's own default: half a full retrain
             seed=self.seed,
             device=self.device,
@@ -125,10 +145,19 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, quiet: bool = False,
             shadow = ShadowTrainer(ecfg, work, ds.num_features, ds.num_classes, lambda: sbar.update(1))
             # Before any forgetting: how visible the samples we are about to forget are (the attack's power).
             results["original"] = attacks(original_proba, ds, forgot, shadow, config.seed, config.shadows)
+        vulnerable = None if config.newton_only else run.lira(results, original_proba)
         _write(out, results)
-        run.requests(results, shadow)
-        _write(out, results)
-        if config.burst:
+        if not config.newton_only:
+            run.requests(results, shadow)
+            _write(out, results)
+        if config.newton or config.newton_only:
+            results["newton"] = run_newton(ecfg, ds, ids, work, seed=config.seed, shadows=config.shadows, base=work / "base",
+                                           influence_requests=config.influence_requests, mlp_shadow=shadow)
+            _write(out, results)
+        if vulnerable is not None:
+            run.vulnerable(results, shadow, vulnerable, original_proba)
+            _write(out, results)
+        if config.burst and not config.newton_only:
             run.bursts(results, lambda: _write(out, results))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -143,6 +172,35 @@ class _BenchRun:
                  work: Path, quiet: bool) -> None:
         self.config, self.ecfg, self.ds, self.forgot, self.ids, self.work = config, ecfg, ds, forgot, ids, work
         self.quiet = quiet
+        self.probe: LiraProbe | None = None  # LiRA's shadows, once trained (`lira`)
+
+    def lira(self, results: Results, original: PredictProba) -> np.ndarray | None:
+        """Trains LiRA's shadows and attacks the forget set before forgetting; returns the second forget set
+        (the most vulnerable training rows, in request order) when the config asks for one, else None."""
+        c = self.config
+        if c.lira_shadows == 0:
+            return None
+        with self.progress(c.lira_shadows, "LiRA shadows") as bar:
+            self.probe = LiraProbe.train(self.ds, self.ecfg, shadows=c.lira_shadows, seed=c.seed,
+                                         progress=lambda done: bar.update(done - bar.n))
+        results["lira"] = self.probe.describe()
+        results["original"]["lira"] = self.probe.measure(original, self.forgot)
+        if c.vulnerable == "never" or (c.vulnerable == "auto" and has_power(results["original"]["lira"])):
+            return None
+        rows = self.probe.most_vulnerable(len(self.forgot), exclude=np.zeros(0, np.int64))
+        return np.random.default_rng(derive_seed(c.seed, "bench.vulnerable")).permutation(rows)
+
+    def vulnerable(self, results: Results, shadow: ShadowTrainer, order: np.ndarray, original: PredictProba) -> None:
+        """The whole request protocol again, on the most vulnerable rows: results["vulnerable"]."""
+        forgot = np.sort(order)
+        sub: Results = {"strategies": {}}
+        run = _BenchRun(self.config, self.ecfg, self.ds, forgot, [self.ds.train_ids[i] for i in order], self.work,
+                        self.quiet)
+        run.probe = self.probe
+        assert self.probe is not None
+        sub["original"] = {"lira": self.probe.measure(original, forgot)}
+        run.requests(sub, shadow)
+        results["vulnerable"] = {"request_ids": run.ids, **sub}
 
     def progress(self, total: int, desc: str, unit: str = "it") -> tqdm:
         return tqdm(total=total, desc=desc, unit=unit, disable=self.quiet, leave=False)
@@ -209,6 +267,8 @@ class _BenchRun:
                 entry.update(attacks(eng.snapshot().predict_proba, self.ds, self.forgot, shadow, self.config.seed,
                                      self.config.shadows))
                 entry["burst_seconds"] = None
+                if self.probe is not None:
+                    entry["lira"] = self.probe.measure(eng.snapshot().predict_proba, self.forgot)
                 results["strategies"][k] = entry
         for k in BENCH_STRATEGIES:
             shutil.rmtree(self.work / k)
@@ -230,15 +290,23 @@ class _BenchRun:
 
 def _finish(results: Results, out: Path) -> None:
     s = results["strategies"]
+    if not s:  # --newton-only: newton_bench.py's rows are the run
+        results["complete"] = True
+        results["plots"] = []
+        _write(out, results)
+        return
     # Exact unlearning, checked bitwise: SISA after every request is the model RETRAIN trained from scratch.
     results["sisa_equals_retrain"] = s[SISA]["digest"] == s[RETRAIN]["digest"]
     results["config"]["load_average_at_end"] = list(os.getloadavg())
-    results["checks"] = [asdict(c) for c in assess(results)]
+    results["checks"] = [asdict(c) for c in assess(results) + lira_checks(results) + both_axes_checks(results)]
     results["complete"] = True
     _write(out, results)
     from forgetd.server.bench.plots import plot_results  # matplotlib: only once there is something to plot
 
+    from forgetd.server.bench.lira_plots import plot_lira
+
     results["plots"] = [str(p) for p in plot_results(results, out)]
+    results["plots"] += [str(p) for p in (plot_lira(results, out),) if p is not None]
     _write(out, results)
 
 
@@ -246,10 +314,25 @@ def _write(out: Path, results: Results) -> None:
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, out / "results.json")
-    (out / "results.md").write_text(write_markdown(results))
+    (out / "results.md").write_text(markdown(results))
+
+
+def markdown(results: Results) -> str:
+    """results.md: the strategies' table and checks, then LiRA's tables."""
+    return write_markdown(results) + lira_markdown(results) + newton_markdown(results)
 
 
 # -- the command (wired into `forgetd bench` by client/cli/main.py) -------------------------------------------
+
+
+def _values(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}; give whole numbers separated by commas, e.g. 5,10,20,40",
+                                 param_hint="--values") from None
 
 
 @click.command("unlearning", context_settings={"help_option_names": ["-h", "--help"]})
@@ -264,14 +347,33 @@ def _write(out: Path, results: Results) -> None:
 @click.option("--rows", type=int, default=2000, show_default=True, help="Rows of the synthetic data set.")
 @click.option("--shadows", type=int, default=4, show_default=True, help="Shadow models of the shadow attack.")
 @click.option("--no-burst", is_flag=True, help="Skip the coalesced-burst runs.")
+@click.option("--epoch-schedule", type=click.Choice(EPOCH_SCHEDULES), help="Epoch schedule (default sisa).")
+@click.option("--lira-shadows", type=int, default=64, show_default=True,
+              help="LiRA shadow models, trained like the store; 0 = no LiRA.")
+@click.option("--vulnerable", type=click.Choice(VULNERABLE_SETS), default="auto", show_default=True,
+              help="Also forget LiRA's most vulnerable rows: auto = when random rows give the attack no power.")
+@click.option("--influence-requests", type=int, default=10, show_default=True,
+              help="INFLUENCE on the MLP runs the first N requests (each a CG solve over every row).")
+@click.option("--no-newton", "no_newton", is_flag=True, help="Skip INFLUENCE and the linear family's rows.")
+@click.option("--newton-only", is_flag=True, help="Only INFLUENCE and the linear family's rows.")
+@click.option("--sweep", type=click.Choice(SWEEPS), help="Vary one setting instead (sweeps.py): slices, shards or budget (m).")
+@click.option("--values", "sweep_values", help="The sweep's values, e.g. 5,10,20,40 (defaults: S 5,10,20,40; K 1,2,4,8; m 1,2,3,4).")
 @click.option("--out", "out_dir", default="bench-out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, results.md and the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def unlearning(out_dir: str, no_burst: bool, quiet: bool, **settings: Any) -> None:
-    """Measure DPUS, SISA, HS, OHS and RETRAIN: time per request, accuracy, membership inference."""
+def unlearning(out_dir: str, no_burst: bool, no_newton: bool, quiet: bool, sweep: str | None,
+               sweep_values: str | None, **settings: Any) -> None:
+    """Measure DPUS, SISA, HS, OHS and RETRAIN, INFLUENCE, and the linear family's CERTIFIED, SISA, HS and RETRAIN:
+    time per request, accuracy, membership inference."""
     try:
-        results = run_bench(BenchConfig(burst=not no_burst, **settings), out_dir, quiet=quiet)
+        config = BenchConfig(burst=not no_burst, newton=not no_newton, **settings)
+        if sweep is not None:
+            results = run_sweep(config.load(), config.engine_config(), sweep, out_dir, requests=config.requests,
+                                seed=config.seed, values=_values(sweep_values), quiet=quiet)
+            click.echo(sweep_markdown(results), nl=False)
+        else:
+            results = run_bench(config, out_dir, quiet=quiet)
+            click.echo(markdown(results), nl=False)
     except ForgetdError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(write_markdown(results), nl=False)
     click.echo(f"results      {Path(out_dir) / 'results.json'}, results.md, " + ", ".join(Path(p).name for p in results["plots"]))

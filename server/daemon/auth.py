@@ -4,7 +4,7 @@ interceptor that guards the methods that change what the model knows."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -12,10 +12,13 @@ import grpc
 from forgetd.server.config import ServerConfig
 from forgetd.server.errors import InvalidConfig
 
-__all__ = ["PROTECTED_METHODS", "BearerTokenInterceptor", "server_credentials"]
+__all__ = ["PROTECTED_METHODS", "LEDGER_READ_METHODS", "BearerTokenInterceptor", "server_credentials"]
 
 # Methods that change what the model knows; every other method reads, and stays open to auditors.
 PROTECTED_METHODS = frozenset({"/forgetd.v1.UnlearningService/Forget"})
+# The ledger reads, which `--ledger-reads token` protects too: their answers name requests by their ids.
+LEDGER_READ_METHODS = frozenset({f"/forgetd.v1.UnlearningService/{m}"
+                                 for m in ("ReadLedger", "GetLedgerHead", "GetForgetRequest")})
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
@@ -56,11 +59,22 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         if handler_call_details.method not in self._protected:
             return continuation(handler_call_details)
-        given = next((v for k, v in handler_call_details.invocation_metadata if k == "authorization"), None)
+        given = self._given(handler_call_details.invocation_metadata)
         if given is None:
             return self._missing
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
         # Constant time, so the token cannot be guessed byte by byte from response times.
-        if not hmac.compare_digest(given_bytes, self._expected):
+        if not hmac.compare_digest(given, self._expected):
             return self._wrong
         return continuation(handler_call_details)
+
+    def carried_by(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        """Whether a call's metadata carries the valid token (for what a call may see, not whether it may call)."""
+        given = self._given(metadata or ())
+        return given is not None and hmac.compare_digest(given, self._expected)
+
+    @staticmethod
+    def _given(metadata: Sequence[tuple[str, str | bytes]]) -> bytes | None:
+        given = next((v for k, v in metadata if k == "authorization"), None)
+        if given is None:
+            return None
+        return given.encode() if isinstance(given, str) else bytes(given)

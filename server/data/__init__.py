@@ -8,9 +8,10 @@ a malformed file is a `DataError` that names the file, the row and the column, a
     ds = load_dataset("csv", "people.csv", id_column="user", label_column="churned")
     ds = load_dataset("synthetic", n=2000, seed=0)
 
-Where things are: dataset.py (the type, its digest, the keyed split, the column encoding Adult and CSV
-share), one module per kind (adult.py, tabular_csv.py, npz.py, synthetic.py), registry.py (`load_dataset`),
-spec.py (the `KIND:PATH` string the commands take).
+Where things are: dataset.py (the type, its digest, the keyed split), encoder.py (the feature encoder: raw
+rows -> features, fitted by the Adult and CSV loaders, kept in the store and used again to serve raw
+records), one module per kind (adult.py, tabular_csv.py, npz.py, synthetic.py), registry.py
+(`load_dataset`), spec.py (the `KIND:PATH` string the commands take).
 
 The names load lazily, so a command's help can read spec.py on an install without numpy.
 """

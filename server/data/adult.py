@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Column, Dataset, encode, no_options, parse_number
+from forgetd.server.data.dataset import Dataset, no_options, parse_number
+from forgetd.server.data.encoder import Column, FeatureEncoder
 from forgetd.server.errors import DataError
 
 __all__ = ["load_adult"]
@@ -33,25 +34,28 @@ _COLUMNS = (
 _LABELS = {"<=50K": 0, ">50K": 1}
 
 
-def load_adult(path: str | Path | None, **options: object) -> Dataset:
-    """The folder's adult.data and adult.test, numeric columns standardised and categorical ones one-hot."""
+def load_adult(path: str | Path | None, *, unknown_category: str = "error", **options: object) -> Dataset:
+    """The folder's adult.data and adult.test, numeric columns standardised and categorical ones one-hot
+    (FeatureEncoder, fitted on adult.data). `unknown_category` is what the served model does with a category
+    adult.data does not hold: "error" (refuse the row) or "zeros"."""
     if path is None:
         raise DataError("adult: pass the folder holding adult.data and adult.test, e.g. load_dataset('adult', DIR)")
     no_options("adult", options)
     folder = Path(path)
     train_ids, train_rows, train_y = _read(folder / "adult.data")
     test_ids, test_rows, test_y = _read(folder / "adult.test")
-    names, X_train, X_test = encode(_COLUMNS, train_rows, test_rows)
+    encoder = FeatureEncoder.fit(_COLUMNS, train_rows, unknown_category=unknown_category)
     return Dataset(
         name="adult",
-        feature_names=names,
+        feature_names=encoder.feature_names,
         train_ids=tuple(train_ids),
-        X_train=X_train,
+        X_train=encoder.encode(train_rows),
         y_train=np.array(train_y, dtype=np.int64),
         test_ids=tuple(test_ids),
-        X_test=X_test,
+        X_test=encoder.encode(test_rows, unknown_category="zeros"),
         y_test=np.array(test_y, dtype=np.int64),
         num_classes=2,
+        encoder=encoder,
     )
 
 
@@ -85,7 +89,7 @@ def _parse_row(path: Path, line_no: int, text: str) -> tuple[list[str], int]:
         raise DataError(f"{path}: row {line_no}: {len(fields)} fields, expected {n_fields} (comma separated)")
     for col, value in zip(_COLUMNS, fields):
         if col.numeric:
-            parse_number(path, line_no, col.name, value)  # encode() reads the same float from the text
+            parse_number(path, line_no, col.name, value)  # the encoder reads the same float from the text
         elif not value:
             raise DataError(f"{path}: row {line_no}, column {col.name!r}: empty value (missing is '?')")
     label = fields[-1].rstrip(".")  # the original adult.test writes `<=50K.`

@@ -1,5 +1,5 @@
-"""The `Dataset` type every loader returns, its digest encoding, the keyed train/test split, and the tabular
-column encoding the Adult and CSV loaders share.
+"""The `Dataset` type every loader returns, its digest encoding and the keyed train/test split. How raw
+rows become features (the encoding the Adult and CSV loaders fit, and serving repeats) is encoder.py's.
 
 Every sample carries a stable string id, because forget requests name samples by id. A `Dataset` checks
 itself when built: shapes agree, values are finite, labels are in range and ids are unique across splits.
@@ -18,9 +18,10 @@ from typing import Protocol
 
 import numpy as np
 
+from forgetd.server.data.encoder import FeatureEncoder
 from forgetd.server.errors import DataError
 
-__all__ = ["Dataset", "Hasher", "hash_rows", "split_is_test", "Column", "encode", "parse_number", "no_options"]
+__all__ = ["Dataset", "Hasher", "hash_rows", "split_is_test", "parse_number", "no_options"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +29,8 @@ class Dataset:
     """Features and labels of a train and a test split, each row named by a sample id.
 
     Arrays are stored C-contiguous and read-only (X float32, y int64); ids are unique across both splits.
+    `encoder` turns a raw row into these features (identity over `feature_names` when a loader has no raw
+    form); the store keeps it so that Predict can take raw records.
     """
 
     name: str
@@ -39,11 +42,17 @@ class Dataset:
     X_test: np.ndarray  # (M, F) float32
     y_test: np.ndarray  # (M,) int64
     num_classes: int
+    encoder: FeatureEncoder | None = None  # None: FeatureEncoder.identity(feature_names)
 
     def __post_init__(self) -> None:
         for field in ("feature_names", "train_ids", "test_ids"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         n_features = len(self.feature_names)
+        if self.encoder is None:
+            object.__setattr__(self, "encoder", FeatureEncoder.identity(self.feature_names))
+        elif self.encoder.feature_names != self.feature_names:
+            raise DataError(f"dataset {self.name!r}: the encoder makes {self.encoder.num_features} features "
+                            f"that are not the {n_features} feature names given")
         if self.num_classes < 2:
             raise DataError(f"dataset {self.name!r}: num_classes is {self.num_classes}; a classifier needs at least 2")
         for split, ids in (("train", self.train_ids), ("test", self.test_ids)):
@@ -119,6 +128,7 @@ class Dataset:
             X_test=self.X_test[:n_test],
             y_test=self.y_test[:n_test],
             num_classes=self.num_classes,
+            encoder=self.encoder,  # fitted on the whole split, and the subset's features are its encodings
         )
 
 
@@ -157,57 +167,6 @@ def no_options(kind: str, options: Mapping[str, object]) -> None:
     """DataError naming the options a loader does not take (a typo must not be ignored silently)."""
     if options:
         raise DataError(f"{kind}: unknown option(s) {sorted(options)}; see load_dataset's documentation")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Tabular encoding shared by the Adult and CSV loaders: numeric columns standardised with the train
-# split's mean and std, categorical columns one-hot over the categories seen in the train split.
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    numeric: bool
-
-
-def encode(
-    columns: Sequence[Column], train: list[list[str]], test: list[list[str]]
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """(feature names, X_train, X_test) of string cells, one list per row in the order of `columns`."""
-    names: list[str] = []
-    train_blocks: list[np.ndarray] = []
-    test_blocks: list[np.ndarray] = []
-    for j, col in enumerate(columns):
-        tr = [r[j] for r in train]
-        te = [r[j] for r in test]
-        if col.numeric:
-            a = np.array([float(v) for v in tr], dtype=np.float64)
-            b = np.array([float(v) for v in te], dtype=np.float64)
-            mean = float(a.mean()) if len(a) else 0.0
-            std = float(a.std()) if len(a) else 0.0
-            std = std if std > 0 else 1.0  # a constant column stays at zero rather than dividing by zero
-            names.append(col.name)
-            train_blocks.append(((a - mean) / std)[:, None])
-            test_blocks.append(((b - mean) / std)[:, None])
-        else:
-            cats = sorted(set(tr))
-            index = {c: k for k, c in enumerate(cats)}
-            names.extend(f"{col.name}={c}" for c in cats)
-            train_blocks.append(_one_hot(tr, index))
-            test_blocks.append(_one_hot(te, index))  # categories unseen in training encode as all zeros
-
-    def stack(blocks: list[np.ndarray], n: int) -> np.ndarray:
-        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
-
-    return tuple(names), stack(train_blocks, len(train)), stack(test_blocks, len(test))
-
-
-def _one_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
-    codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
-    out = np.zeros((len(values), len(index)), dtype=np.float64)
-    known = codes >= 0
-    out[np.flatnonzero(known), codes[known]] = 1.0
-    return out
 
 
 def parse_number(path: Path, line: int, column: str, value: str) -> float:

@@ -25,7 +25,9 @@ KINDS: dict[str, Callable[..., Dataset]] = {
 def load_dataset(kind: str, path: str | Path | None = None, **options: object) -> Dataset:
     """Load a data set of the given kind: "adult" (a folder), "csv" or "npz" (a file), or "synthetic" (no path).
 
-    Options: csv takes id_column, label_column, test_fraction=0.2, seed=0, categorical_columns=();
+    Options: adult takes unknown_category="error" (or "zeros": what the served model does with a category the
+    training data lacks); csv takes id_column, label_column, test_fraction=0.2, seed=0, categorical_columns=(),
+    unknown_category="error";
     npz takes test_fraction=0.2, seed=0 (used only without test arrays), num_classes=None;
     synthetic takes n=2000, seed=0, features=16, classes=2, test_fraction=0.2, noise=0.5.
     """

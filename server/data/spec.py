@@ -7,10 +7,23 @@ from __future__ import annotations
 
 from forgetd.server.errors import DataError
 
-__all__ = ["DATA_KINDS", "DATA_SPEC_HELP", "parse_data_spec"]
+__all__ = ["DATA_KINDS", "DATA_SPEC_HELP", "ID_SCHEMES", "parse_data_spec"]
 
 DATA_KINDS = ("adult", "csv", "npz", "synthetic")  # what load_dataset loads (registry.KINDS: each one's loader)
 DATA_SPEC_HELP = "adult:DIR, csv:PATH, npz:PATH or synthetic"
+
+# How each loader names its samples: the ids `forgetd forget` takes. Only training rows can be forgotten; a
+# test-split id is answered NOT_FOUND like one that never existed. (`forgetd train --help` prints these; the
+# README's "Sample ids" section says the same.)
+ID_SCHEMES: dict[str, str] = {
+    "adult": "adult.data:<line>, the row's 1-based line number in adult.data (the first row is adult.data:1); "
+             "adult.test rows are the test split",
+    "csv": "the row's value in --id-column, exactly as written; the keyed-hash test split (a fifth of the rows) "
+           "holds some ids, which are not training rows",
+    "npz": "the strings of the file's `ids` array (`test_ids` are the test split; without them a keyed-hash "
+           "split takes a fifth of `ids`)",
+    "synthetic": "synthetic:<n>, n from 0 to --rows - 1 (the test rows come after: synthetic:<rows> on)",
+}
 
 
 def parse_data_spec(spec: str) -> tuple[str, str | None]:

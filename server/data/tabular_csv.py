@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Column, Dataset, encode, no_options, split_is_test
+from forgetd.server.data.dataset import Dataset, no_options, split_is_test
+from forgetd.server.data.encoder import Column, FeatureEncoder
 from forgetd.server.errors import DataError
 
 __all__ = ["load_csv"]
@@ -26,13 +27,16 @@ def load_csv(
     test_fraction: float = 0.2,
     seed: int = 0,
     categorical_columns: Sequence[str] = (),
+    unknown_category: str = "error",
     **options: object,
 ) -> Dataset:
     """A CSV file with a header row. Every column other than the id and the label is a feature: numeric when
     every value parses as a number (standardised), categorical when none does or when listed in
     `categorical_columns` (one-hot). A column that mixes numbers and text is an error, because a typo in a
     numeric column would otherwise silently turn it into categories. Labels map to 0..C-1 in sorted order
-    (numeric order when every label is a number). The test split is a keyed hash of each id."""
+    (numeric order when every label is a number). The test split is a keyed hash of each id. The encoding
+    is a FeatureEncoder fitted on the train split; `unknown_category` is what the served model does with a
+    category the train split does not hold: "error" (refuse the row) or "zeros"."""
     if path is None:
         raise DataError("csv: pass the file, e.g. load_dataset('csv', PATH, id_column=..., label_column=...)")
     no_options("csv", options)
@@ -57,17 +61,18 @@ def load_csv(
     if not train:
         raise DataError(f"{path}: every row fell in the test split; lower test_fraction ({test_fraction})")
     feats = [[rec[j] for j in feature_js] for rec in records]
-    names, X_train, X_test = encode(columns, [feats[i] for i in train], [feats[i] for i in test])
+    encoder = FeatureEncoder.fit(columns, [feats[i] for i in train], unknown_category=unknown_category)
     return Dataset(
         name=path.name,
-        feature_names=names,
+        feature_names=encoder.feature_names,
         train_ids=tuple(records[i][id_j] for i in train),
-        X_train=X_train,
+        X_train=encoder.encode([feats[i] for i in train]),
         y_train=y[train],
         test_ids=tuple(records[i][id_j] for i in test),
-        X_test=X_test,
+        X_test=encoder.encode([feats[i] for i in test], unknown_category="zeros"),
         y_test=y[test],
         num_classes=num_classes,
+        encoder=encoder,
     )
 
 

@@ -19,12 +19,14 @@ import torch
 from forgetd.server.config import EngineConfig
 from forgetd.server.data.dataset import Dataset
 from forgetd.server.engine.checkpoints import ShardCheckpoints
-from forgetd.server.engine.increments import ShardIndex
-from forgetd.server.engine.model import MLPShape, ModelSnapshot, init_params, model_digest, param_digest
+from forgetd.server.engine.increments import ShardIndex, create_increments
+from forgetd.server.engine.linear_build import train_linear_shards
+from forgetd.server.engine.model import MLPShape, ModelSnapshot, init_params, model_digest, model_shape, param_digest
 from forgetd.server.engine.state import ref_bytes
 from forgetd.server.engine.training import (
     OptState,
     ShardLayout,
+    config_epochs,
     default_budget,
     derive_seed,
     deterministic,
@@ -46,8 +48,10 @@ from forgetd.server.store.layout import (
     save_array,
     sha256_file,
     versioned_file,
+    write_durable,
 )
 from forgetd.server.store.rows import RowStore
+from forgetd.server.vocabulary import LINEAR
 
 __all__ = ["build_store"]
 
@@ -66,7 +70,8 @@ def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progres
 
     1. the folders and the deployment's subject key (0600);
     2. the slicing: shards by keyed hash, S slices each, and the threshold m the budget allows;
-    3. the data: refs (subject refs, never ids), the layout, the test split, the erasable row store;
+    3. the data: the feature encoder, refs (subject refs, never ids), the layout, the test split, the
+       erasable row store;
     4. per shard: its index, then steps 1..S with a checkpoint after each and the update region's increments;
     5. the records: genesis.json (what the ledger's genesis commits), store.json, the manifest of version 0.
 
@@ -76,9 +81,14 @@ def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progres
     paths = StorePaths(root)
     key = _make_folders_and_key(paths)
     slicing = _slice(ds, cfg)
+    if cfg.model == LINEAR:  # no update region: the linear family records no increments (engine/linear_build.py)
+        slicing = _Slicing(slicing.layouts, slicing.budget, cfg.slices)
     _write_data(paths, ds, slicing.layouts, key)
-    shape = MLPShape(ds.num_features, cfg.hidden_sizes, ds.num_classes)
-    files, lives = _train_shards(paths, ds, cfg, device, shape, slicing, progress)
+    shape = model_shape(cfg.model, cfg.hidden_sizes, ds.num_features, ds.num_classes)
+    if cfg.model == LINEAR:
+        files, lives = train_linear_shards(paths, ds, cfg, slicing.layouts, progress)
+    else:
+        files, lives = _train_shards(paths, ds, cfg, device, shape, slicing, progress)
     train_seconds = time.perf_counter() - t0
     fsync_dir(paths.artifacts)
     fsync_dir(paths.index_dir)
@@ -104,11 +114,14 @@ def _slice(ds: Dataset, cfg: EngineConfig) -> _Slicing:
         small = min(len(lay.members) for lay in layouts)
         raise InvalidConfig(f"a shard holds {small} samples but slices is {cfg.slices}; use fewer shards or slices")
     step_sizes = [[lay.step_size(s) for s in range(1, cfg.slices + 1)] for lay in layouts]
-    budget = cfg.budget if cfg.budget is not None else default_budget(step_sizes, cfg.epochs)
-    return _Slicing(layouts, budget, threshold(step_sizes, cfg.epochs, budget))
+    epochs = config_epochs(cfg)  # refuses a sisa schedule that would leave the last slice untrained
+    budget = cfg.budget if cfg.budget is not None else default_budget(step_sizes, epochs)
+    return _Slicing(layouts, budget, threshold(step_sizes, epochs, budget))
 
 
 def _write_data(paths: StorePaths, ds: Dataset, layouts: list[ShardLayout], key: bytes) -> None:
+    assert ds.encoder is not None  # Dataset sets one (the identity when its loader has no raw form)
+    write_durable(paths.encoder, ds.encoder.to_bytes())
     refs = [ref_bytes(key, i) for i in ds.train_ids]
     _refuse_normal_form_twins(ds.train_ids, refs)
     save_array(paths.refs, np.frombuffer(b"".join(refs), np.uint8).reshape(-1, 32))
@@ -141,7 +154,7 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 def _train_shards(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str, shape: MLPShape,
                   slicing: _Slicing, progress: Progress | None) -> tuple[dict[str, str], list[np.ndarray]]:
     """Train every shard; returns the manifest's files (logical name -> file) and each shard's theta_S."""
-    total = sum(int(step_offsets(lay, cfg.epochs, cfg.batch_size)[-1]) for lay in slicing.layouts)
+    total = sum(int(step_offsets(lay, config_epochs(cfg), cfg.batch_size)[-1]) for lay in slicing.layouts)
     done = 0
 
     def advance(n: int) -> None:
@@ -159,7 +172,7 @@ def _train_shards(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str
 def _train_shard(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str, shape: MLPShape, k: int,
                  lay: ShardLayout, m: int, files: dict[str, str], advance: Callable[[int], None]) -> np.ndarray:
     """Shard k's index, checkpoints and increments, written and named in `files`; returns its theta_S."""
-    ShardIndex.build(lay, cfg.seed, k, cfg.epochs, cfg.batch_size).save(paths.index(k))
+    ShardIndex.build(lay, cfg.seed, k, config_epochs(cfg), cfg.batch_size).save(paths.index(k))
     ckpt = ShardCheckpoints.empty(cfg.slices, shape.num_params)
     p0 = init_params(shape, derive_seed(cfg.seed, "init", k))
     zeros = torch.zeros_like(p0)
@@ -170,7 +183,7 @@ def _train_shard(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str,
         logical = increments_artifact(k, s)
         files[logical] = name = versioned_file(logical, 0)
         written.append(paths.artifact(name))
-        return np.lib.format.open_memmap(written[-1], "w+", np.float32, (rows, shape.num_params))
+        return create_increments(written[-1], rows, shape.num_params)
 
     dev = torch.device(device)
     with deterministic():
@@ -178,7 +191,7 @@ def _train_shard(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str,
                   X=torch.from_numpy(np.ascontiguousarray(ds.X_train[lay.members])).to(dev),
                   y=torch.from_numpy(np.ascontiguousarray(ds.y_train[lay.members])).to(dev),
                   alive=np.ones(len(lay.members), bool), start=ckpt.state(0), first=1, seed=cfg.seed,
-                  shard=k, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                  shard=k, epochs=config_epochs(cfg), batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                   record_upto=cfg.slices - m, on_step=ckpt.set, increments=increments, progress=advance)
     for path in written:
         with open(path, "rb+") as f:
@@ -222,6 +235,7 @@ def _write_records(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: st
             **{f"shard{k}.index": sha256_file(paths.index(k)) for k in range(cfg.shards)},
             "layout": sha256_file(paths.layout),
             "refs": sha256_file(paths.refs),
+            "encoder": sha256_file(paths.encoder),
         },
     }
     atomic_write_json(paths.genesis, genesis)

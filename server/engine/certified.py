@@ -66,7 +66,7 @@ from .training import deterministic
 __all__ = [
     "GAMMA", "CertifiedConfig", "LinearModel", "CertifiedRemoval", "RetrainRequired", "FeaturesNotNormalized",
     "NotConverged", "l2_normalize", "perturbation", "train_linear", "certify_removal", "gradient_residual",
-    "linear_loss", "predict",
+    "linear_loss", "predict", "class_signs", "loss_gradient", "block_hessian",
 ]
 
 GAMMA = 0.25  # Lipschitz constant of l'' for the logistic loss, as the paper takes it
@@ -134,6 +134,7 @@ class LinearModel:
     train_grad_norm: float  # ||grad L_b(W*; D)|| where training stopped
     bound: float  # beta: accumulated bound on the gradient residual norm, from train_grad_norm up
     removed: int  # rows removed by Newton steps since training
+    newton_steps: int = 0  # Newton iterations training took, summed over the blocks (each reads every row)
 
     @property
     def budget_left(self) -> float:
@@ -184,12 +185,14 @@ def train_linear(X: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int,
     noise = perturbation(seed, (signs.shape[1], d), config.sigma)
     with deterministic():
         K = signs.shape[1]
-        W = torch.stack([_fit_block(X64, signs[:, k], noise[k], config, K) for k in range(K)])
+        fits = [_fit_block(X64, signs[:, k], noise[k], config, K) for k in range(K)]
+        W = torch.stack([w for w, _ in fits])
         grad_norm = _grad_norm(W, X64, signs, noise, config.lam)
         data_norm = math.sqrt(float(torch.linalg.eigvalsh(X64.T @ X64)[-1].clamp_min(0)))
     return LinearModel(
         weights=W, noise=noise, noise_seed=seed, num_classes=num_classes, config=config, rows=n,
         data_norm=data_norm, row_norm=row_norm, train_grad_norm=grad_norm, bound=grad_norm, removed=0,
+        newton_steps=sum(steps for _, steps in fits),
     )
 
 
@@ -247,6 +250,7 @@ def predict(model: LinearModel, X: torch.Tensor) -> torch.Tensor:
 
 
 # -- the objective's pieces, all float64; signs (n, K) are +-1 -----------------------------------------------------
+# class_signs, loss_gradient and block_hessian are public for the engine's stateful removal (engine/linear.py).
 
 
 def _signs(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -302,16 +306,17 @@ def _block_objective(w: torch.Tensor, X: torch.Tensor, s: torch.Tensor, b: torch
     return float(F.softplus(-s * (X @ w)).sum() + 0.5 * reg * (w @ w) + b @ w)
 
 
-def _fit_block(X: torch.Tensor, s: torch.Tensor, b: torch.Tensor, config: CertifiedConfig, blocks: int) -> torch.Tensor:
-    """One binary block's minimiser from w = 0, to a gradient norm of grad_tol / sqrt(K): the stacked gradient
-    of the K blocks then ends within grad_tol."""
+def _fit_block(X: torch.Tensor, s: torch.Tensor, b: torch.Tensor, config: CertifiedConfig,
+               blocks: int) -> tuple[torch.Tensor, int]:
+    """One binary block's minimiser from w = 0, to a gradient norm of grad_tol / sqrt(K) (the stacked gradient
+    of the K blocks then ends within grad_tol), and the Newton steps it took."""
     reg = config.lam * X.shape[0]
     w = torch.zeros(X.shape[1], dtype=torch.float64)
     tol = config.grad_tol / math.sqrt(blocks)
     for step in range(config.max_newton_steps + 1):
         g = _loss_grad(w.unsqueeze(0), X, s.unsqueeze(1))[0] + reg * w + b
         if float(torch.linalg.vector_norm(g)) <= tol:
-            return w
+            return w, step
         if step == config.max_newton_steps:
             break
         H = _hessian(w, X, s, reg)
@@ -335,3 +340,8 @@ def _backtrack(w: torch.Tensor, p: torch.Tensor, g: torch.Tensor, X: torch.Tenso
             return w + t * p
         t *= 0.5
     return w + t * p
+
+
+class_signs = _signs
+loss_gradient = _loss_grad
+block_hessian = _hessian

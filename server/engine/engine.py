@@ -15,7 +15,6 @@ parameter bytes concatenated in shard order 0..K-1. Bitwise equal on the same ki
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -31,7 +30,9 @@ from forgetd.server.config import EngineConfig
 from forgetd.server.data.dataset import Dataset
 from forgetd.server.engine.building import build_store
 from forgetd.server.engine.forgetting import batch_tag, forget_planned
+from forgetd.server.engine.gold import GoldFigures, compare_gold, gold_inputs
 from forgetd.server.engine.model import ModelSnapshot
+from forgetd.server.engine.newton import ledger_details
 from forgetd.server.engine.planning import plan_forget
 from forgetd.server.engine.reports import ForgetReport, Plan, PlanEntry, SampleResult
 from forgetd.server.engine.state import LoadedStore, StoreMeta, load_store
@@ -39,7 +40,9 @@ from forgetd.server.engine.training import cuda_determinism
 from forgetd.server.errors import StoreError
 from forgetd.server.store.batch_tag import BatchTag
 from forgetd.server.store.layout import Manifest, StorePaths, fsync_dir
-from forgetd.server.vocabulary import resolve_device
+from forgetd.server.store.lock import WriterLock
+from forgetd.server.store.space import full_as_no_space
+from forgetd.server.vocabulary import resolve_device, supported_strategies
 
 __all__ = ["Engine", "Plan", "PlanEntry", "ForgetReport", "SampleResult", "ModelSnapshot"]
 
@@ -50,10 +53,11 @@ class Engine:
     Attributes: config (EngineConfig), m (the threshold: slices S-m+1..S are the retrain region), budget
     (phi, samples read), num_features, num_classes, training_accuracy (train split, right after training),
     increments_bytes, train_seconds, device ("cpu", "cuda:0"), store_dir, subject_key (the deployment's
-    HMAC key), ledger_path; version, live_batch and digest() follow the live version.
+    HMAC key), ledger_path, encoder (the FeatureEncoder that makes features of raw rows); version,
+    live_batch and digest() follow the live version.
     """
 
-    def __init__(self, root: Path, device: str, meta: StoreMeta, store: LoadedStore, writer: _WriterLock,
+    def __init__(self, root: Path, device: str, meta: StoreMeta, store: LoadedStore, writer: WriterLock,
                  owner: bool) -> None:
         # Use Engine.train or Engine.open.
         self.store_dir = root
@@ -67,6 +71,7 @@ class Engine:
         self.increments_bytes = meta.increments_bytes
         self.train_seconds = meta.train_seconds
         self.subject_key = store.subject_key
+        self.encoder = store.encoder  # raw row -> features, as fitted at training (forgetd.server.data.encoder)
         self._paths = StorePaths(root)
         self._store = store
         self._writer = writer
@@ -90,7 +95,8 @@ class Engine:
         tmp = root.parent / f".{root.name}.training-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.mkdir()
         try:
-            build_store(tmp, dataset, config, device, progress)
+            with full_as_no_space(root.parent, f"training {root.name}: the half-made store is removed"):
+                build_store(tmp, dataset, config, device, progress)
             if root.exists():
                 root.rmdir()  # empty, checked above
             os.rename(tmp, root)
@@ -101,9 +107,12 @@ class Engine:
         return cls.open(root, device=device)
 
     @classmethod
-    def open(cls, store_dir: str | Path, device: str = "auto") -> Engine:
+    def open(cls, store_dir: str | Path, device: str = "auto", *, require_writer: bool = False) -> Engine:
         """Open a trained store; StoreError when it is missing, incomplete or damaged. A store left between
-        a forget's commit and its row erasure is finished here (the rows are erased)."""
+        a forget's commit and its row erasure is finished here (the rows are erased).
+
+        `require_writer` (the daemon): StoreHeld, before anything is written, when another process holds the
+        store's writer lock (store/lock.py); without it such an engine opens to read, plan and predict."""
         root = Path(store_dir)
         paths = StorePaths(root)
         meta = StoreMeta.read(paths)
@@ -114,8 +123,16 @@ class Engine:
         # One engine per store writes: the first to open holds an exclusive lock, and only the holder may
         # tidy up (delete unreferenced files, finish an erasure) or forget. Another engine opened on the
         # same store reads, plans and predicts; its forget() fails while the holder is open.
-        writer = _WriterLock(root)
-        owner = writer.acquire()
+        writer = WriterLock(root)
+        try:
+            if require_writer:
+                writer.acquire_or_raise()
+                owner = True
+            else:
+                owner = writer.acquire()
+        except BaseException:
+            writer.close()
+            raise
         try:
             store = load_store(paths, meta, device, owner=owner)
         except BaseException:
@@ -175,6 +192,18 @@ class Engine:
         pred = self.predict_proba(X_test).argmax(axis=1)
         return float((pred == y_test).mean())
 
+    @property
+    def supported_strategies(self) -> tuple[str, ...]:
+        """The strategies this store's model family applies ("auto" included): vocabulary.supported_strategies."""
+        return supported_strategies(self.config.model)
+
+    def gold_standard(self, tolerance_points: float = 0.5) -> GoldFigures:
+        """The live model beside one retrained from scratch on the live rows (engine/gold.py). The inputs are
+        copied under the engine's lock; the retrain runs without it, so forgets go on meanwhile."""
+        with self._lock:
+            inputs = gold_inputs(self._store)
+        return compare_gold(inputs, tolerance_points)
+
     def genesis_record(self) -> dict[str, Any]:
         """What the ledger's genesis commits: config, data digest, the initial model and artifact digests."""
         record: dict[str, Any] = json.loads(self._paths.genesis.read_text())
@@ -203,7 +232,8 @@ class Engine:
             t0 = time.perf_counter()
             planned = plan_forget(self._store, ids, strategy)
             tag = batch_tag(self._store, planned, request_ids, strategy) if request_ids else None
-            outcomes = forget_planned(self._store, planned, tag)
+            with full_as_no_space(self.store_dir, "applying a forget: nothing was published, it can be retried"):
+                outcomes = forget_planned(self._store, planned, tag)
             plan, snap = planned.plan, self._store.snapshot
             return ForgetReport(
                 version=snap.version,
@@ -218,7 +248,22 @@ class Engine:
                 seconds=time.perf_counter() - t0,
                 snapshot=snap,
                 tag=tag,
+                encoder_residue=plan.encoder_residue,
+                details=ledger_details(outcomes, self.config),
             )
+
+    def finish_erasure(self) -> None:
+        """Erase the rows the live version forgot that the row store still holds, and scrub their pages: finishes
+        a forget whose erasure failed after its commit (a reader held the row store), as opening the store
+        would. StoreError while the cause lasts; the daemon's worker retries."""
+        with self._lock:
+            store = self._store
+            forgotten = set(store.manifest.forgotten)
+            left = [i for i in store.rows.ids() if store.index.position(self.subject_key, i) in forgotten]
+            if left:
+                store.rows.erase(left)  # scrubs too
+            else:
+                store.rows.scrub()
 
     # -- closing ------------------------------------------------------------------------------------------
 
@@ -240,29 +285,3 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine({str(self.store_dir)!r}, version={self.version}, shards={self.config.shards}, m={self.m}, "
                 f"device={self.device!r})")
-
-
-class _WriterLock:
-    """An exclusive flock on the store *directory* (a directory cannot be hard-linked, so a linked copy of a
-    store never shares it). Closed, and so released, by close() or when an engine nobody closed is freed."""
-
-    def __init__(self, root: Path) -> None:
-        self._fd: int | None = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-
-    def acquire(self) -> bool:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-            return True
-        except BlockingIOError:
-            return False
-
-    def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self) -> None:
-        self.close()

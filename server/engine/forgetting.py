@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from forgetd.ledger.subjects import subject_ref
+from forgetd.server.engine.increments import create_increments
+from forgetd.server.engine.newton import forget_by_influence, forget_linear_shard
 from forgetd.server.engine.planning import PlannedForget
+from forgetd.server.engine.shard_extras import swap_extras, write_extras
 from forgetd.server.engine.state import LoadedStore, make_snapshot
 from forgetd.server.engine.strategies import IncrementsFile, ShardOutcome, TrainParams, forget_shard
-from forgetd.server.engine.training import deterministic
+from forgetd.server.engine.training import config_epochs, deterministic
 from forgetd.server.errors import StoreError
 from forgetd.server.store.batch_tag import BatchTag, TaggedSubject
 from forgetd.server.store.layout import (
@@ -30,6 +33,7 @@ from forgetd.server.store.layout import (
     params_artifact,
     versioned_file,
 )
+from forgetd.server.vocabulary import INFLUENCE
 
 __all__ = ["forget_planned", "batch_tag"]
 
@@ -44,7 +48,7 @@ def batch_tag(store: LoadedStore, planned: PlannedForget, request_ids: Sequence[
         for e in plan.samples
     )
     return BatchTag(tuple(request_ids), strategy, plan.strategy, subjects, plan.estimated_samples_read,
-                    store.device)
+                    store.device, encoder_residue=plan.encoder_residue)
 
 
 def forget_planned(store: LoadedStore, planned: PlannedForget, tag: BatchTag | None) -> list[ShardOutcome]:
@@ -71,7 +75,7 @@ def forget_planned(store: LoadedStore, planned: PlannedForget, tag: BatchTag | N
 def _forget_shards(store: LoadedStore, planned: PlannedForget) -> list[ShardOutcome]:
     """Every changed shard's new state; on failure the increments files made on the way are deleted."""
     cfg = store.config
-    params = TrainParams(store.shape, cfg.seed, cfg.epochs, cfg.batch_size, cfg.learning_rate, store.m)
+    params = TrainParams(store.shape, cfg.seed, config_epochs(cfg), cfg.batch_size, cfg.learning_rate, store.m)
     version = store.manifest.version + 1
     created: list[Path] = []
 
@@ -79,13 +83,20 @@ def _forget_shards(store: LoadedStore, planned: PlannedForget) -> list[ShardOutc
         def create(s: int, rows: int) -> tuple[Path, np.ndarray]:
             path = store.paths.artifact(versioned_file(increments_artifact(k, s), version))
             created.append(path)
-            return path, np.lib.format.open_memmap(path, "w+", np.float32, (rows, store.shape.num_params))
+            return path, create_increments(path, rows, store.shape.num_params)
         return create
+
+    def one(k: int) -> ShardOutcome:
+        st, routes, strategy = store.shards[k], planned.routes.get(k, []), planned.plan.strategy
+        if st.linear is not None:  # the linear family: every strategy is a Newton step or a retrain (newton.py)
+            return forget_linear_shard(st, routes, strategy, cfg, store.shape.num_features, store.shape.num_classes)
+        if strategy == INFLUENCE:
+            return forget_by_influence(st, routes, params, increments_file(k))
+        return forget_shard(st, routes, strategy, params, increments_file(k))
 
     try:
         with deterministic():
-            return [forget_shard(store.shards[k], planned.routes.get(k, []), planned.plan.strategy, params,
-                                 increments_file(k)) for k in planned.shards]
+            return [one(k) for k in planned.shards]
     except BaseException:
         for path in created:
             path.unlink(missing_ok=True)
@@ -119,6 +130,7 @@ def _commit(store: LoadedStore, outcomes: list[ShardOutcome], positions: list[in
                 written.append(path)
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
+            write_extras(o, files, new_file)
         fsync_dir(paths.artifacts)
         new = Manifest(version, None if tag is None else tag.to_json(), files,
                        {k: v for k, v in subtracted.items() if v}, sorted(set(old.forgotten) | set(positions)))
@@ -138,6 +150,7 @@ def _swap_in(store: LoadedStore, outcomes: list[ShardOutcome], new: Manifest, po
         st.checkpoints, st.subtracted, st.alive = o.checkpoints, o.subtracted, o.alive
         for s in o.new_increments:
             st.increments.attach(s, store.paths.artifact(new.files[increments_artifact(o.shard, s)]))
+        swap_extras(st, o)
     for p in positions:
         st = store.shards[int(store.index.shard_of[p])]
         st.X[int(store.index.local_of[p])] = 0

@@ -8,19 +8,44 @@ leaves behind.
 
 Sums run in float64, sequentially in ascending t, and are applied as (theta.f64 - sum).f32: one documented
 order, so the audit's replay and the tests get the same bits.
+
+New files are made by `create_increments`, which reserves every byte before mapping them (store/space.py):
+a full disk is then a NoSpace error, never a SIGBUS.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from forgetd.server.errors import StoreError
-from forgetd.server.engine.training import ShardLayout, build_index, step_offsets
+from forgetd.server.engine.training import Epochs, ShardLayout, build_index, step_offsets
+from forgetd.server.store.space import full_as_no_space, reserve
 
-__all__ = ["ShardIndex", "ShardIncrements", "subtract"]
+__all__ = ["ShardIndex", "ShardIncrements", "create_increments", "subtract"]
+
+
+def create_increments(path: Path, rows: int, num_params: int) -> np.ndarray:
+    """A new .npy file of (rows, num_params) float32 zeros at `path`, its space reserved, mapped writable.
+
+    NoSpace (and no file left behind) when the file system cannot hold it."""
+    size = rows * num_params * 4
+    try:
+        with full_as_no_space(path.parent, f"reserving {size / 2**20:.1f} MiB for {path.name}"):
+            # open_memmap leaves the data region a hole; nothing has touched a page of the mapping yet.
+            array = np.lib.format.open_memmap(path, "w+", np.float32, (rows, num_params))
+            fd = os.open(path, os.O_RDWR)
+            try:
+                reserve(fd, array.offset, size)
+            finally:
+                os.close(fd)
+        return array
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 class ShardIndex:
@@ -31,12 +56,10 @@ class ShardIndex:
         self.steps = steps
 
     @classmethod
-    def build(cls, layout: ShardLayout, seed: int, shard: int, epochs: int, batch_size: int) -> ShardIndex:
+    def build(cls, layout: ShardLayout, seed: int, shard: int, epochs: Epochs, batch_size: int) -> ShardIndex:
         return cls(*build_index(layout, seed, shard, epochs, batch_size))
 
     def save(self, path: Path) -> None:
-        import os
-
         with open(path, "xb") as f:
             np.savez(f, indptr=self.indptr, steps=self.steps)
             f.flush()
@@ -61,7 +84,7 @@ class ShardIndex:
 class ShardIncrements:
     """The recorded increments of one shard: steps 1..record_upto, memory-mapped on demand."""
 
-    def __init__(self, layout: ShardLayout, epochs: int, batch_size: int, record_upto: int) -> None:
+    def __init__(self, layout: ShardLayout, epochs: Epochs, batch_size: int, record_upto: int) -> None:
         self.offsets = step_offsets(layout, epochs, batch_size)  # (S+2,)
         self.record_upto = record_upto
         self.recorded_end = int(self.offsets[record_upto + 1])  # t < recorded_end was recorded

@@ -4,7 +4,8 @@ One flat vector makes the unlearning arithmetic plain: a checkpoint is a row, an
 `flat_after - flat_before`, DPUS is a subtraction of rows, and the digest is a hash of the row's bytes.
 The layout is part of the digest's definition: layer by layer, weight (out, in) row-major then bias (out,).
 Training runs `forward` under autograd on a flat nn.Parameter (training.run_steps); serving runs it through
-a `ModelSnapshot`, one version's parameters frozen on the engine's device.
+a `ModelSnapshot`, one version's parameters frozen on the engine's device. The linear family is served as
+the same network with no hidden layer (`model_shape`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MLPShape", "ModelSnapshot", "init_params", "forward", "param_digest", "model_digest"]
+from forgetd.server.vocabulary import LINEAR
+
+__all__ = ["MLPShape", "ModelSnapshot", "model_shape", "init_params", "forward", "param_digest", "model_digest"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class MLPShape:
     @property
     def num_params(self) -> int:
         return sum(fo * fi + fo for fi, fo in self.layers)
+
+
+def model_shape(model: str, hidden_sizes: Sequence[int], num_features: int, num_classes: int) -> MLPShape:
+    """The served shape of a store's model family: the MLP's, or the linear family's one layer F -> C (its
+    logistic regression written as logits; engine/linear.py)."""
+    return MLPShape(num_features, () if model == LINEAR else tuple(hidden_sizes), num_classes)
 
 
 def init_params(shape: MLPShape, seed: int) -> torch.Tensor:

@@ -8,16 +8,18 @@ Every check happens here, before anything changes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from forgetd.server.engine.reports import APPROXIMATE, EXACT, Plan, PlanEntry
+from forgetd.server.engine.encoder_residue import encoder_residue
+from forgetd.server.engine.reports import APPROXIMATE, Plan, PlanEntry
 from forgetd.server.engine.state import LoadedStore
-from forgetd.server.engine.strategies import SampleRoute, ShardState, route
-from forgetd.server.engine.training import cost
+from forgetd.server.engine.strategies import SampleRoute, ShardState, influenced_floor, route
+from forgetd.server.engine.training import config_epochs, cost
 from forgetd.server.errors import AlreadyForgotten, EmptyRequest, InvalidStrategy, UnknownSample
-from forgetd.server.vocabulary import AUTO, DPUS, OHS, RETRAIN, SISA, STRATEGIES
+from forgetd.server.vocabulary import AUTO, LINEAR, MLP, OHS, RETRAIN, SISA, STRATEGIES
+from forgetd.server.vocabulary import check_supported, weakest_guarantee
 
 __all__ = ["Located", "PlannedForget", "resolve_strategy", "locate", "step_sizes", "plan_forget"]
 
@@ -41,10 +43,12 @@ class PlannedForget:
     shards: tuple[int, ...]  # the shards the forget changes: every one for RETRAIN
 
 
-def resolve_strategy(strategy: str, default: str) -> str:
-    """The strategy a request names, with "auto" replaced by the configured default."""
+def resolve_strategy(strategy: str, default: str, model: str = MLP) -> str:
+    """The strategy a request names, with "auto" replaced by the configured default; UnsupportedStrategy when
+    the store's model family cannot apply it."""
     if strategy not in STRATEGIES:
         raise InvalidStrategy(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    check_supported(strategy, model)
     return default if strategy == AUTO else strategy
 
 
@@ -85,9 +89,9 @@ def step_sizes(state: ShardState) -> list[int]:
 
 def plan_forget(store: LoadedStore, ids: Iterable[str], strategy: str) -> PlannedForget:
     """What forgetting `ids` with `strategy` does, per sample and in all; validates and changes nothing."""
-    resolved = resolve_strategy(strategy, store.config.default_strategy)
+    resolved = resolve_strategy(strategy, store.config.default_strategy, store.config.model)
     located = locate(store, ids)
-    S, m, E = store.config.slices, store.m, store.config.epochs
+    S, m, E = store.config.slices, store.m, config_epochs(store.config)
     sizes = [step_sizes(st) for st in store.shards]
     everything = sum(cost(sz, E, 1) for sz in sizes)
     entries: list[PlanEntry] = []
@@ -97,12 +101,20 @@ def plan_forget(store: LoadedStore, ids: Iterable[str], strategy: str) -> Planne
         k = loc.shard
         sl = store.layouts[k].slice_of(loc.local)
         region, strat, guarantee = route(resolved, sl, S, m)
-        first = {RETRAIN: 1, SISA: sl, OHS: S - m + 1, DPUS: S + 1}[strat]
+        first = {RETRAIN: 1, SISA: sl, OHS: S - m + 1}.get(strat, S + 1)  # DPUS, INFLUENCE, CERTIFIED: none
+        if first <= S:  # a retrain also re-runs what an INFLUENCE step left in the checkpoints
+            first = min(first, influenced_floor(store.shards[k]))
         alone = everything if strat == RETRAIN else cost(sizes[k], E, first)
         starts[k] = min(starts.get(k, S + 1), first)
         entries.append(PlanEntry(loc.sample_id, k, sl, region, strat, alone, guarantee))
         routes.setdefault(k, []).append(SampleRoute(loc.local, sl, region, strat, guarantee))
     total = everything if resolved == RETRAIN else sum(cost(sizes[k], E, first) for k, first in starts.items())
-    guarantee = APPROXIMATE if any(e.guarantee == APPROXIMATE for e in entries) else EXACT
+    # A category only forgotten rows held stays in the encoder: a trace of them (encoder_residue.py).
+    residue, holders = encoder_residue(store, [(loc.position, loc.shard, loc.local) for loc in located])
+    entries = [replace(e, guarantee=APPROXIMATE) if loc.position in holders else e for e, loc in zip(entries, located)]
+    guarantee = weakest_guarantee(e.guarantee for e in entries)
     shards = tuple(range(store.config.shards)) if resolved == RETRAIN else tuple(sorted(routes))
-    return PlannedForget(Plan(resolved, m, tuple(entries), total, guarantee), tuple(located), routes, shards)
+    if store.config.model == LINEAR:  # a retrain there reads a shard's rows once per Newton step (newton.py)
+        total = sum(int(store.shards[k].alive.sum()) for k in shards if starts.get(k, 1) <= S)
+    plan = Plan(resolved, m, tuple(entries), total, guarantee, residue)
+    return PlannedForget(plan, tuple(located), routes, shards)

@@ -35,6 +35,9 @@ class Plan:
     samples: tuple[PlanEntry, ...]
     estimated_samples_read: int  # the coalesced request (one retrain per shard from its earliest start)
     guarantee: str
+    # Categories this forget leaves without a training row, {"feature", "column", "category"} each: they stay
+    # in the feature encoder, and the samples that held them are APPROXIMATE (engine/encoder_residue.py).
+    encoder_residue: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class ForgetReport:
     seconds: float
     snapshot: ModelSnapshot = field(repr=False, compare=False)  # the version published, ready to serve
     tag: BatchTag | None = None  # written with the version when the forget named its requests
+    encoder_residue: tuple[dict[str, Any], ...] = ()  # as Plan.encoder_residue
+    # What the Newton strategies did, as forget.applied records it: {"influence": [per shard]} and/or
+    # {"certified": {...}} (engine/newton.py); empty for the others.
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-safe, no floats: the duration is `micros`; the tag is its manifest text."""
@@ -76,4 +83,5 @@ class ForgetReport:
             "samples_read": self.samples_read,
             "micros": int(round(self.seconds * 1e6)),
             "tag": None if self.tag is None else self.tag.to_json(),
+            "encoder_residue": [dict(r) for r in self.encoder_residue],
         }

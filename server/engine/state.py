@@ -3,12 +3,16 @@
 `load_store` reads the live version the manifest names: per shard its members, checkpoints, increments and
 index, and the training rows still present (moved to the training device once, so a retrain never reads the
 row store). The manifest is the truth about what was forgotten: rows it forgot that the row store still holds
-were left by a crash between a forget's commit and its erasure, and are erased here (roll forward).
+were left by a crash between a forget's commit and its erasure, and are erased here (roll forward). The
+same state is what a forgotten row put back behind forgetd's back looks like, and erasing it removes the
+evidence, so every such erasure is logged as a warning naming the subject refs (never the ids): the log is
+then the record `forgetd verify` can no longer find in the store.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -18,24 +22,32 @@ import torch
 
 from forgetd.ledger.subjects import subject_ref
 from forgetd.server.config import EngineConfig
+from forgetd.server.data.encoder import FeatureEncoder
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIncrements, ShardIndex
-from forgetd.server.engine.model import MLPShape, ModelSnapshot, model_digest, param_digest
+from forgetd.server.engine.model import MLPShape, ModelSnapshot, model_digest, model_shape, param_digest
+from forgetd.server.engine.shard_extras import attach_extras
 from forgetd.server.engine.strategies import ShardState
-from forgetd.server.engine.training import ShardLayout
+from forgetd.server.engine.training import ShardLayout, config_epochs
 from forgetd.server.errors import StoreError
 from forgetd.server.store.layout import (
     FORMAT,
     Manifest,
     StorePaths,
     collect_garbage,
+    fsync_dir,
     increments_artifact,
     optim_artifact,
     params_artifact,
+    write_durable,
 )
 from forgetd.server.store.rows import RowStore
+from forgetd.server.store.vault import sweep_stale
 
-__all__ = ["StoreMeta", "SampleIndex", "LoadedStore", "load_store", "make_snapshot", "ref_bytes"]
+__all__ = ["StoreMeta", "SampleIndex", "LoadedStore", "load_store", "load_encoder", "make_snapshot", "read_subject_key",
+           "ref_bytes"]
+
+log = logging.getLogger("forgetd.server")
 
 
 def ref_bytes(key: bytes, sample_id: str) -> bytes:
@@ -106,15 +118,21 @@ class LoadedStore:
     X_test: np.ndarray
     y_test: np.ndarray
     snapshot: ModelSnapshot  # of the live version
+    encoder: FeatureEncoder  # raw row -> features, as fitted at training (encoder.json)
+    # one-hot feature -> per shard, the local indices of the rows that hold it; built on first use by
+    # engine/encoder_residue.py (training rows never change, so it stays valid)
+    category_holders: dict[int, list[np.ndarray]] | None = None
 
 
 def load_store(paths: StorePaths, meta: StoreMeta, device: str, *, owner: bool) -> LoadedStore:
     """The live version of the store at `paths`. Only the store's writer (`owner`) tidies up: it deletes the
-    files no version names and finishes an interrupted erasure."""
+    files no version names, the scratch copies of audits that were killed, and finishes an interrupted erasure."""
     manifest = Manifest.read(paths.manifest)
+    key = read_subject_key(paths)
     if owner:
         collect_garbage(paths, manifest)
-    key = paths.subject_key.read_bytes()
+        for name in sweep_stale(paths.root):
+            log.warning("removed audit/%s, left behind by an audit or seal that did not finish", name)
     rows = RowStore.open(paths.rows)
     try:
         with np.load(paths.layout, allow_pickle=False) as z:
@@ -124,13 +142,42 @@ def load_store(paths: StorePaths, meta: StoreMeta, device: str, *, owner: bool) 
         index = SampleIndex(np.load(paths.refs, allow_pickle=False), layouts)
         X_all, y_all, alive_all = _load_rows(paths, rows, index, key, meta.num_features, manifest, owner)
         shards = _load_shards(paths, meta, manifest, layouts, X_all, y_all, alive_all, device)
+        attach_extras(paths, manifest, shards)  # the linear family's state, INFLUENCE's bookkeeping
     except BaseException:
         rows.close()
         raise
-    shape = MLPShape(meta.num_features, meta.config.hidden_sizes, meta.num_classes)
+    shape = model_shape(meta.config.model, meta.config.hidden_sizes, meta.num_features, meta.num_classes)
     snapshot = make_snapshot(manifest.version, shards, shape, meta.config.aggregation, device)
     return LoadedStore(paths, meta.config, meta.m, shape, device, key, rows, manifest, layouts, index, shards,
-                       X_test, y_test, snapshot)
+                       X_test, y_test, snapshot, load_encoder(paths, meta.num_features, owner))
+
+
+def load_encoder(paths: StorePaths, num_features: int, owner: bool) -> FeatureEncoder:
+    """The store's feature encoder. A store trained before encoders were kept gets the identity over its
+    features (x0..), written by the writer once so that its vaults hold one too."""
+    try:
+        encoder = FeatureEncoder.from_bytes(paths.encoder.read_bytes(), str(paths.encoder))
+    except FileNotFoundError:
+        encoder = FeatureEncoder.identity([f"x{j}" for j in range(num_features)])
+        if owner:
+            write_durable(paths.encoder, encoder.to_bytes())
+            fsync_dir(paths.root)
+    if encoder.num_features != num_features:
+        raise StoreError(f"{paths.encoder}: encodes {encoder.num_features} features but the model takes "
+                         f"{num_features}; the store is damaged")
+    return encoder
+
+
+def read_subject_key(paths: StorePaths) -> bytes:
+    """The deployment's HMAC key; StoreError naming the file when it is missing or unreadable."""
+    try:
+        key = paths.subject_key.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{paths.subject_key}: missing; it is the deployment's subject key, without which no "
+                         "sample id can be matched to the ledger: restore it from a backup of this store") from None
+    except OSError as exc:
+        raise StoreError(f"{paths.subject_key}: cannot read it ({exc.strerror})") from None
+    return key
 
 
 def _load_rows(paths: StorePaths, rows: RowStore, index: SampleIndex, key: bytes, num_features: int,
@@ -148,6 +195,11 @@ def _load_rows(paths: StorePaths, rows: RowStore, index: SampleIndex, key: bytes
     leftover = [sid for sid, p in zip(ids, pos.tolist()) if p in forgotten]
     if leftover:
         if owner:
+            refs = [ref_bytes(key, sid).hex() for sid in leftover]
+            log.warning("%s held %d row(s) of samples the store had forgotten (subject refs %s); erased them again. "
+                        "After a crash between a forget's commit and its erasure this is the roll-forward; "
+                        "otherwise the rows were put back behind forgetd's back", paths.rows, len(refs),
+                        ", ".join(refs))
             rows.erase(leftover)
         keep = np.array([p not in forgotten for p in pos.tolist()], bool)
         ids, X, y, pos = [i for i, k in zip(ids, keep) if k], X[keep], y[keep], pos[keep]
@@ -172,7 +224,7 @@ def _load_shards(paths: StorePaths, meta: StoreMeta, manifest: Manifest, layouts
     for k, lay in enumerate(layouts):
         ckpt = ShardCheckpoints.load(paths.artifact(manifest.files[params_artifact(k)]),
                                      paths.artifact(manifest.files[optim_artifact(k)]))
-        incs = ShardIncrements(lay, cfg.epochs, cfg.batch_size, recorded)
+        incs = ShardIncrements(lay, config_epochs(cfg), cfg.batch_size, recorded)
         for s in range(1, recorded + 1):
             incs.attach(s, paths.artifact(manifest.files[increments_artifact(k, s)]))
         shards.append(ShardState(

@@ -10,6 +10,10 @@ returns the shard's *new* state (copies: the caller publishes it atomically or d
 - OHS:     update-region members: subtract their increments from theta_1..theta_{S-m}, then retrain steps
            S-m+1..S from theta'_{S-m}; retrain-region members only: SISA.
 
+INFLUENCE (a Newton step on theta_S) and every strategy of the linear family live in newton.py; this module
+keeps their bookkeeping in the MLP's state: a retrain starts no later than the earliest slice of a member an
+INFLUENCE step removed (`influenced_floor`), since the earlier checkpoints still hold its influence.
+
 Every subtraction is applied to every stored checkpoint the increments went into (theta_s for s at or after
 the increment's step), not just theta_S (`correct_checkpoints`); otherwise a later retrain that restarts from
 theta_s would bring the forgotten sample back.
@@ -20,18 +24,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIncrements, ShardIndex, subtract
+from forgetd.server.engine.linear import LinearShard, ScaledRows
 from forgetd.server.engine.model import MLPShape
 from forgetd.server.engine.reports import APPROXIMATE, EXACT
-from forgetd.server.engine.training import ShardLayout, run_steps
-from forgetd.server.vocabulary import DPUS, OHS, RETRAIN, RETRAIN_REGION, SISA, UPDATE_REGION
+from forgetd.server.engine.training import Epochs, ShardLayout, run_steps
+from forgetd.server.vocabulary import CERTIFIED, CERTIFIED_GUARANTEE, DPUS, INFLUENCE, OHS, RETRAIN, SISA
+from forgetd.server.vocabulary import RETRAIN_REGION, UPDATE_REGION
 
 __all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", "retrain_start", "forget_shard",
+           "influenced_floor",
            "correct_checkpoints"]
 
 # (s, rows) -> (path, writable memmap) of the new increments file of a retrained recorded step s
@@ -51,6 +59,11 @@ class ShardState:
     alive: np.ndarray  # (n_k,) bool
     X: torch.Tensor  # (n_k, F) on the training device
     y: torch.Tensor  # (n_k,)
+    linear: LinearShard | None = None  # the linear family's state (engine/linear.py); None for the MLP
+    influenced: frozenset[int] = frozenset()  # members removed by INFLUENCE since the last retrain (shard_extras.py)
+    # Linear family: X as the model sees it (linear.ScaledRows), made on the first certified removal and kept for
+    # the later ones; forgotten rows are zeroed in it as in X.
+    scaled: ScaledRows | None = None
 
 
 @dataclass
@@ -64,6 +77,10 @@ class ShardOutcome:
     alive: np.ndarray
     residue_steps: int
     samples_read: int
+    linear: LinearShard | None = None  # the new linear state; None: unchanged (or the MLP)
+    influenced: frozenset[int] | None = None  # the new influenced set; None: unchanged
+    influence: dict[str, Any] | None = None  # what an INFLUENCE step did, as forget.applied records it
+    certified: dict[str, Any] | None = None  # what a CERTIFIED removal spent, as forget.applied records it
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,10 @@ def route(strategy: str, slice_: int, slices: int, m: int) -> tuple[str, str, st
     region = UPDATE_REGION if slice_ <= slices - m else RETRAIN_REGION
     if strategy in (RETRAIN, SISA):
         return region, strategy, EXACT
+    if strategy == INFLUENCE:
+        return region, INFLUENCE, APPROXIMATE
+    if strategy == CERTIFIED:
+        return region, CERTIFIED, CERTIFIED_GUARANTEE
     if strategy == DPUS:
         return region, DPUS, APPROXIMATE
     if region == RETRAIN_REGION:
@@ -91,7 +112,7 @@ def route(strategy: str, slice_: int, slices: int, m: int) -> tuple[str, str, st
 class TrainParams:
     shape: MLPShape
     seed: int
-    epochs: int
+    epochs: Epochs  # E_1..E_S (training.config_epochs)
     batch_size: int
     learning_rate: float
     m: int
@@ -123,6 +144,8 @@ def forget_shard(
     alive = state.alive.copy()
     alive[[r.member for r in routes]] = False
     start = retrain_start(strategy, routes, S, params.m)
+    if start <= S:  # a retrain must also re-run every step an influence-removed member took part in
+        start = min(start, influenced_floor(state))
 
     by_subtraction = [r.member for r in routes if r.strategy in (DPUS, OHS)]
     params_changed, residue = False, 0
@@ -145,7 +168,15 @@ def forget_shard(
         alive=alive,
         residue_steps=residue,
         samples_read=read,
+        influenced=frozenset() if start <= S and state.influenced else None,
     )
+
+
+def influenced_floor(state: ShardState) -> int:
+    """The earliest slice of a member removed by INFLUENCE since the shard's last retrain (S + 1: none), where
+    any retrain of the shard must start (shard_extras.py says why)."""
+    S = state.layout.slices
+    return min((state.layout.slice_of(j) for j in state.influenced), default=S + 1)
 
 
 def correct_checkpoints(ckpt: ShardCheckpoints, sums: dict[int, np.ndarray], start: int) -> None:

@@ -7,9 +7,13 @@ retrain from checkpoint i-1 reproduces exactly what training from scratch would 
 samples: the same permutations, the same batches minus those samples ("shrink, don't re-pack"), the same
 deterministic kernels.
 
-Numbering: steps s = 1..S (step s trains on slices 1..s for E epochs); optimizer steps t are numbered per
+Numbering: steps s = 1..S (step s trains on slices 1..s for E_s epochs); optimizer steps t are numbered per
 shard from 0 in training order over all steps, epochs and batches, counting every planned batch even when
 forgetting has emptied it (an empty batch is skipped, so its increment is zero).
+
+E_s comes from the epoch schedule (schedule.py, re-exported here with the cost model): "per-step" gives every
+step E epochs, so a full training reads about E * n * (S+1) / 2 samples and grows with S; "sisa" spreads E
+as the SISA reference code does, so a full training reads about E * n whatever S.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +32,21 @@ import torch
 import torch.nn.functional as F
 
 from forgetd.server.engine.model import MLPShape, forward
+from forgetd.server.engine.schedule import (
+    Epochs,
+    config_epochs,
+    cost,
+    default_budget,
+    epochs_per_step,
+    step_epochs,
+    threshold,
+)
 
 __all__ = [
     "TRAIN_THREADS",
+    "Epochs",
+    "epochs_per_step",
+    "config_epochs",
     "derive_seed",
     "assign_shards",
     "ShardLayout",
@@ -99,36 +116,14 @@ def make_layout(ids: Sequence[str], shards: int, slices: int, seed: int) -> list
     return layouts
 
 
-def cost(step_sizes: Sequence[int], epochs: int, first: int) -> int:
-    """Samples read by retraining steps first..S: E * sum_{s=first..S} |slices 1..s| (step_sizes[s-1])."""
-    return epochs * int(sum(step_sizes[first - 1 :]))
-
-
-def threshold(shard_step_sizes: Sequence[Sequence[int]], epochs: int, budget: int) -> int:
-    """m: the largest number of trailing slices whose retrain fits the budget, cost(S-m+1) <= phi, for every
-    shard (the paper's equation 1 with E epochs per step). 0 means every slice is in the update region."""
-    slices = len(shard_step_sizes[0])
-    m = 0
-    for cand in range(1, slices + 1):
-        if all(cost(sizes, epochs, slices - cand + 1) <= budget for sizes in shard_step_sizes):
-            m = cand
-        else:
-            break
-    return m
-
-
-def default_budget(shard_step_sizes: Sequence[Sequence[int]], epochs: int) -> int:
-    """The budget when none is configured: half a full retrain of the largest shard (m = 3 of 10 slices)."""
-    return max(cost(sizes, epochs, 1) for sizes in shard_step_sizes) // 2
-
-
 def num_batches(size: int, batch_size: int) -> int:
     return math.ceil(size / batch_size)
 
 
-def step_offsets(layout: ShardLayout, epochs: int, batch_size: int) -> np.ndarray:
+def step_offsets(layout: ShardLayout, epochs: Epochs, batch_size: int) -> np.ndarray:
     """(S+2,) first optimizer step of each step s at [s]; [S+1] is the total. [1] = 0."""
-    per_step = [epochs * num_batches(layout.step_size(s), batch_size) for s in range(1, layout.slices + 1)]
+    plan = step_epochs(epochs, layout.slices)
+    per_step = [plan[s - 1] * num_batches(layout.step_size(s), batch_size) for s in range(1, layout.slices + 1)]
     return np.concatenate([[0, 0], np.cumsum(per_step)]).astype(np.int64)
 
 
@@ -139,15 +134,17 @@ def epoch_order(layout: ShardLayout, seed: int, shard: int, step: int, epoch: in
     return rng.permutation(layout.step_size(step)).astype(np.int64)
 
 
-def build_index(layout: ShardLayout, seed: int, shard: int, epochs: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def build_index(layout: ShardLayout, seed: int, shard: int, epochs: Epochs,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR index member -> the optimizer steps whose planned batch held it: (indptr (n_k+1,), steps (nnz,)),
     steps ascending per member. Covers all steps, recorded or not (the unrecorded ones count DPUS residue)."""
-    offsets = step_offsets(layout, epochs, batch_size)
+    plan = step_epochs(epochs, layout.slices)
+    offsets = step_offsets(layout, plan, batch_size)
     members: list[np.ndarray] = []
     steps: list[np.ndarray] = []
     for s in range(1, layout.slices + 1):
         nb = num_batches(layout.step_size(s), batch_size)
-        for e in range(epochs):
+        for e in range(plan[s - 1]):
             order = epoch_order(layout, seed, shard, s, e)
             members.append(order)
             steps.append(offsets[s] + e * nb + np.arange(len(order)) // batch_size)
@@ -178,17 +175,31 @@ def cuda_determinism() -> None:
 
 @contextmanager
 def deterministic() -> Iterator[None]:
-    """Deterministic kernels and a fixed thread count for the duration; restores the caller's settings."""
+    """Deterministic kernels and a fixed thread count for the duration; restores the caller's settings.
+
+    Both switches are process-wide, and a daemon enters this from two threads at once (the worker's forgets and
+    the gold standard's reference retrain, engine/gold.py): the first to enter saves the settings and the last to
+    leave restores them, so neither can switch determinism off under the other."""
     cuda_determinism()  # for callers that train without an Engine (the tests' reference retrains)
-    threads = torch.get_num_threads()
-    was = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(TRAIN_THREADS)
-    _set_deterministic(True)
+    with _SWITCH_LOCK:
+        if not _SAVED:
+            _SAVED.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+            torch.set_num_threads(TRAIN_THREADS)
+            _set_deterministic(True)
+        _SAVED.append(_SAVED[0])
     try:
         yield
     finally:
-        _set_deterministic(was)
-        torch.set_num_threads(threads)
+        with _SWITCH_LOCK:
+            _SAVED.pop()
+            if len(_SAVED) == 1:
+                threads, was = _SAVED.pop()
+                _set_deterministic(was)
+                torch.set_num_threads(threads)
+
+
+_SWITCH_LOCK = threading.Lock()
+_SAVED: list[tuple[int, bool]] = []  # [the settings before the first enter, then one entry per holder]
 
 
 def _set_deterministic(mode: bool) -> None:
@@ -222,7 +233,7 @@ def run_steps(
     first: int,
     seed: int,
     shard: int,
-    epochs: int,
+    epochs: Epochs,  # E, or E_1..E_S
     batch_size: int,
     learning_rate: float,
     record_upto: int,  # record increments of steps first..record_upto (S - m)
@@ -232,15 +243,16 @@ def run_steps(
 ) -> int:
     """Train steps first..S from `start`; return the samples read. Call inside `deterministic()`."""
     device = X.device
+    plan = step_epochs(epochs, layout.slices)
     flat, opt = _optimizer(start, learning_rate, device)
     dropped = None if alive.all() else alive
     read = 0
     for s in range(first, layout.slices + 1):
         nb = num_batches(layout.step_size(s), batch_size)
         recorder = None
-        if s <= record_upto and increments is not None:
-            recorder = _Recorder(increments(s, epochs * nb), epochs * nb, shape.num_params, device)
-        for e in range(epochs):
+        if s <= record_upto and increments is not None:  # a step of 0 epochs records an empty (0, P) file
+            recorder = _Recorder(increments(s, plan[s - 1] * nb), plan[s - 1] * nb, shape.num_params, device)
+        for e in range(plan[s - 1]):
             order, cuts = _batches(layout, seed, shard, s, e, nb, batch_size, dropped)
             order_dev = torch.from_numpy(order).to(device)  # one host-to-device copy per epoch
             read += _train_epoch(shape, flat, opt, X, y, order_dev, cuts, e * nb, recorder)

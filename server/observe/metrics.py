@@ -27,11 +27,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from forgetd.server.observe.sla import SlaState, SlaWatch
-from forgetd.server.vocabulary import DPUS
+from forgetd.server.vocabulary import OHS, RETRAIN, SISA
 
-__all__ = ["MODEL", "Metrics", "InferenceTimer"]
+__all__ = ["MODEL", "RETRAINING", "Metrics", "InferenceTimer"]
 
 log = logging.getLogger("forgetd.server")
+
+# The per-sample strategies that retrain the sample's shard from a checkpoint; dpus subtracts recorded updates
+# and influence and certified take a Newton step, so a shard only they changed was not retrained.
+RETRAINING = frozenset({RETRAIN, SISA, OHS})
 
 MODEL = "forgetd"  # the model label: a daemon serves one model (the Open Inference Protocol front's name for it)
 
@@ -108,12 +112,15 @@ class Metrics:
         self._gauges = {
             "queue": Gauge("forgetd_unlearning_queue_depth", "Forget requests acknowledged, not yet applied",
                            registry=r),
-            "halted": Gauge("forgetd_unlearning_halted", "1 when forgetting halted after an internal error (the "
-                            "daemon must be restarted; acknowledged requests stay durable), else 0", registry=r),
+            "halted": Gauge("forgetd_unlearning_halted", "1 while forgetting is halted (a batch kept failing past "
+                            "the retry window, or needs a restart: GetModel says which; acknowledged requests "
+                            "stay durable), else 0", registry=r),
             "version": Gauge("forgetd_model_version", "The live model version", registry=r),
             "forgotten": Gauge("forgetd_model_forgotten_samples", "Training samples the live version has forgotten",
                                registry=r),
             "ledger": Gauge("forgetd_ledger_entries", "Entries in the ledger (its head's size)", registry=r),
+            "published": Gauge("forgetd_ledger_published_entries", "Entries in the newest head the witness quorum "
+                               "cosigned (0 without witnesses)", registry=r),
         }
         self._sla_target = Gauge("forgetd_sla_target_seconds", "The unlearning SLA's target mean completion time "
                                  "(forgetd serve --sla-seconds), seconds; 0 when none is set", registry=r)
@@ -200,7 +207,7 @@ class Metrics:
             self.samples_read.labels(strategy).inc(applied["samples_read"])
             for (got, guarantee), n in Tally((s["strategy"], s["guarantee"]) for s in subjects).items():
                 self.samples_forgotten.labels(got, guarantee).inc(n)
-            for shard in sorted({s["shard"] for s in subjects if s["strategy"] != DPUS}):
+            for shard in sorted({s["shard"] for s in subjects if s["strategy"] in RETRAINING}):
                 self.shard_retrain.labels(str(shard)).observe(seconds)
         self.unlearning_completion.labels(strategy).observe(completion_seconds)
         state = self._sla.record(completion_seconds)

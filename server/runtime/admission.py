@@ -2,11 +2,18 @@
 
 Admission threads only validate and append `forget.requested` (durable before the answer); they never touch
 the engine. A NOT_FOUND or a conflict writes nothing.
+
+Every identifier the API takes (request ids, sample ids, the HTTP front's idempotency keys, which are request
+ids) is put in one form here, by `canonical_id`, before anything is looked up or written: Unicode NFC, the
+form the ledger's canonical JSON gives every string. Two spellings of one id are then one id on every front,
+and a request id is never written in one form and looked up in another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,14 +21,37 @@ from datetime import datetime, timezone
 from forgetd.ledger import subject_ref
 
 from forgetd.server.errors import InvalidRequest, NotServing, RequestIdConflict, RequestNotFound, UnknownSample
+from forgetd.server.errors import shown_id
 from forgetd.server.runtime import events
 from forgetd.server.runtime.events import Applied, Requested, SubjectOutcome
 from forgetd.server.observe import Metrics
 from forgetd.server.runtime.state import RuntimeState
+from forgetd.server.vocabulary import MLP, check_supported, weakest_guarantee
 
-__all__ = ["RequestView", "Admission"]
+__all__ = ["MAX_REQUEST_ID_CHARS", "MAX_SAMPLE_ID_CHARS", "RequestView", "Admission", "canonical_id"]
 
 log = logging.getLogger("forgetd.server")
+
+MAX_REQUEST_ID_CHARS = 128
+MAX_SAMPLE_ID_CHARS = 1024
+
+
+def canonical_id(value: str, field: str, max_chars: int, *, printable: bool = False) -> str:
+    """`value` in Unicode NFC; InvalidRequest naming `field` when it is empty, longer than `max_chars`, not valid
+    Unicode (a lone surrogate) or, with `printable`, holds control characters."""
+    text = unicodedata.normalize("NFC", value)
+    if not text:
+        raise InvalidRequest(f"{field} is empty")
+    if len(text) > max_chars:
+        raise InvalidRequest(f"{field} {shown_id(text)} is longer than {max_chars} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{field} {shown_id(text)} is not valid Unicode (it holds a lone surrogate)") from None
+    if printable and not text.isprintable():
+        raise InvalidRequest(f"{field} {shown_id(text)} holds control characters; use printable characters "
+                             "(a UUID4 is recommended)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -30,8 +60,34 @@ class RequestView:
 
     requested: Requested
     applied: Applied | None
-    # (sample id as requested, or "" when only its ref survives a restart; subject ref; (batch, outcome) or None)
+    # (sample id, or "" where it is not shown; subject ref; (batch, outcome) or None while pending), in request
+    # order. The ids appear in the answer to the Forget that sent them and, while the request is pending, to
+    # whoever may see them (Admission.request); the daemon drops them once the request is applied.
     samples: tuple[tuple[str, str, tuple[Applied, SubjectOutcome] | None], ...]
+
+    @property
+    def guarantee(self) -> str | None:
+        """The weakest guarantee its samples got (EXACT only if every one was forgotten exactly), by this
+        request's batch or by an earlier one; None while pending."""
+        if self.applied is None:
+            return None
+        outcomes = [forgotten for _, _, forgotten in self.samples]
+        if any(o is None for o in outcomes):  # not reached: an applied request's samples are all forgotten
+            return self.applied.guarantee
+        return weakest_guarantee(o[1].guarantee for o in outcomes if o is not None)
+
+    @property
+    def strategy(self) -> str | None:
+        """The (resolved) strategy of the batches that removed the requested samples when they share one; None
+        while pending, or when batches of different strategies removed them (each sample says its own)."""
+        if self.applied is None:
+            return None
+        used = {o[0].resolved_strategy for _, _, o in self.samples if o is not None} or {self.applied.resolved_strategy}
+        return used.pop() if len(used) == 1 else None
+
+    def named(self, ids: Sequence[str]) -> RequestView:
+        """This view with `ids` (the request's own, in its order) as the sample ids shown."""
+        return dataclasses.replace(self, samples=tuple((i, ref, o) for i, (_, ref, o) in zip(ids, self.samples)))
 
 
 def _now() -> str:
@@ -39,14 +95,18 @@ def _now() -> str:
 
 
 class Admission:
-    def __init__(self, state: RuntimeState, metrics: Metrics) -> None:
+    def __init__(self, state: RuntimeState, metrics: Metrics, model: str = MLP) -> None:
         self._state = state
         self._metrics = metrics
+        self._model = model  # the store's model family: which strategies it applies (vocabulary.check_supported)
 
     def submit(self, sample_ids: Sequence[str], strategy: str, request_id: str) -> RequestView:
-        """Validates a Forget against the live data and makes it durable; NOT_FOUND or a conflict writes nothing."""
+        """Validates a Forget against the live data and makes it durable; NOT_FOUND or a conflict writes nothing.
+        The view names the samples by the ids given (in NFC)."""
         state = self._state
-        refs = [subject_ref(state.subject_key, i) for i in sample_ids]
+        request_id = canonical_id(request_id, "request_id", MAX_REQUEST_ID_CHARS, printable=True)
+        ids = tuple(canonical_id(i, "sample id", MAX_SAMPLE_ID_CHARS) for i in sample_ids)
+        refs = [subject_ref(state.subject_key, i) for i in ids]
         if len(set(refs)) != len(refs):
             raise InvalidRequest("two sample ids are the same id after Unicode NFC normalisation; name it once")
         with state.lock:
@@ -55,55 +115,69 @@ class Admission:
             known = state.fold.requests.get(request_id)
             if known is not None:
                 if known.subjects != tuple(refs) or known.strategy != strategy:
-                    raise RequestIdConflict(f"request_id {request_id!r} was already used (seq {known.seq}) for "
-                                            "other samples or another strategy; use a new request_id")
-                return self._view(request_id)
-            if state.halted:
-                raise NotServing("forgetting is halted after an internal error; the server must be restarted "
-                                 "(acknowledged requests are durable and will be applied)")
-            unknown = [i for i, r in zip(sample_ids, refs)
-                       if r not in state.remaining and r not in state.fold.forgotten]
+                    raise RequestIdConflict(f"request_id {shown_id(request_id)} was already used (seq {known.seq}) "
+                                            "for other samples or another strategy; use a new request_id")
+                return self._view(request_id, False).named(ids)
+            if state.halt_reason is not None:
+                raise NotServing(f"forgetting is halted: {state.halt_reason}")
+            check_supported(strategy, self._model)  # before anything is written: the worker could never apply it
+            unknown = [i for i, r in zip(ids, refs) if r not in state.remaining and r not in state.fold.forgotten]
             if unknown:
-                raise UnknownSample(unknown)
+                raise UnknownSample(unknown, example=next(iter(state.remaining.values()), None))
             payload = events.requested_payload(request_id, refs, strategy, _now())
             entry = state.append(events.FORGET_REQUESTED, payload, events.requested_event_id(request_id))
-            state.enqueue(state.fold.requests[request_id], tuple(sample_ids))
+            state.enqueue(state.fold.requests[request_id], ids)
             state.work.notify()
             self._metrics.request_acknowledged()
-            log.debug("forget %s requested at seq %d (%d ids, %s)", request_id, entry.seq, len(sample_ids), strategy)
-            return self._view(request_id)
+            log.debug("forget %s requested at seq %d (%d ids, %s)", request_id, entry.seq, len(ids), strategy)
+            return self._view(request_id, False).named(ids)
 
-    def request(self, request_id: str) -> RequestView:
+    def request(self, request_id: str, *, reveal_ids: bool = False) -> RequestView:
+        """The request as it stands; with `reveal_ids` (a caller allowed to see them) the sample ids it named
+        while it is pending, else "" for each."""
+        request_id = self._known(request_id)
         with self._state.lock:
-            if request_id not in self._state.fold.requests:
-                raise RequestNotFound(f"no Forget with request_id {request_id!r} is in the ledger")
-            return self._view(request_id)
+            return self._view(request_id, reveal_ids)
 
     def wait_applied(self, request_id: str, time_remaining: Callable[[], float | None],
-                     is_active: Callable[[], bool]) -> RequestView:
-        """Blocks until the request is applied (or the caller goes away); NotServing if shutdown comes first or
-        the worker halts (the request stays durable and pending either way)."""
-        with self._state.lock:
-            pending = self._state.pending.get(request_id)
-        if pending is not None:
-            while not pending.done.is_set() and is_active():
+                     is_active: Callable[[], bool], *, reveal_ids: bool = False) -> RequestView:
+        """Blocks until the request is applied, or the caller goes away or runs out of time (then the view as it
+        stands). NotServing, with the reason, when forgetting halts or the server shuts down first; the request
+        stays durable and pending either way."""
+        state = self._state
+        request_id = self._known(request_id)
+        with state.lock:
+            while True:
+                view = self._view(request_id, reveal_ids)
+                if view.applied is not None:
+                    return view
+                where = f"request {shown_id(request_id)} is durable at seq {view.requested.seq}"
+                if state.halt_reason is not None:
+                    raise NotServing(f"forgetting is halted: {state.halt_reason} ({where} and will be applied once "
+                                     "forgetting resumes)")
+                if state.worker_gone or request_id not in state.pending:
+                    raise NotServing(f"the server is shutting down before request {shown_id(request_id)} was "
+                                     f"applied; it is durable at seq {view.requested.seq} and will be applied "
+                                     "when the server restarts")
                 remaining = time_remaining()
-                pending.done.wait(1.0 if remaining is None else max(0.0, min(1.0, remaining)))
-            if pending.failed:
-                raise NotServing(f"applying request {request_id!r} failed and forgetting is halted; the server must "
-                                 f"be restarted: the request is durable at seq {pending.requested.seq} and will "
-                                 "be applied then (the server's log has the error)")
-        view = self.request(request_id)
-        if view.applied is None and (pending is None or pending.done.is_set()):
-            raise NotServing(f"the server is shutting down before request {request_id!r} was applied; it is "
-                             f"durable at seq {view.requested.seq} and will be applied when the server restarts")
-        return view
+                if not is_active() or (remaining is not None and remaining <= 0):
+                    return view
+                state.settled.wait(1.0 if remaining is None else min(1.0, remaining))
 
-    def _view(self, request_id: str) -> RequestView:
+    def _known(self, request_id: str) -> str:
+        """The canonical form of a request id the ledger holds; RequestNotFound otherwise."""
+        request_id = canonical_id(request_id, "request_id", MAX_REQUEST_ID_CHARS, printable=True)
+        with self._state.lock:
+            if request_id not in self._state.fold.requests:
+                raise RequestNotFound(f"no Forget with request_id {shown_id(request_id)} is in the ledger")
+        return request_id
+
+    def _view(self, request_id: str, reveal_ids: bool) -> RequestView:
         """The request as it stands (caller holds the lock)."""
         fold = self._state.fold
         req = fold.requests[request_id]
-        ids = self._state.raw_ids.get(request_id) or ("",) * len(req.subjects)
+        held = self._state.raw_ids.get(request_id) if reveal_ids else None
+        ids = held or ("",) * len(req.subjects)
         return RequestView(
             requested=req,
             applied=fold.applied_by_request.get(request_id),

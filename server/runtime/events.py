@@ -9,6 +9,9 @@ by its subject ref, HMAC-SHA256(deployment key, NFC id) in lower-case hex (`forg
 
     {"engine": {...},                    # engine.genesis_record(): config, data digest, artifact digests
      "head_public_key": "<hex>",         # raw 32-byte Ed25519 key that signs ledger heads
+     "checkpoint_origin": "<origin>",    # the origin line of the ledger's C2SP checkpoints (forgetd.ledger.
+                                          # checkpoint.validate_origin); absent in ledgers written before it,
+                                          # whose checkpoints use default_origin(head public key)
      "model": {"version": 0, "digest": "<hex>", "shard_digests": ["<hex>", ...]},
      "vault": {...}}                     # forgetd.server.store.vault.VaultRecord of audit/genesis: the snapshot a
                                           # replay starts from (absent in ledgers written before the vault)
@@ -18,7 +21,7 @@ by its subject ref, HMAC-SHA256(deployment key, NFC id) in lower-case hex (`forg
     {"request_id": "<id>",
      "subjects": ["<subject ref>", ...],  # in request order, no duplicates; may include refs an earlier
                                           # batch already forgot (the request still names them)
-     "strategy": "auto"|"retrain"|"sisa"|"dpus"|"hs"|"ohs",   # as asked
+     "strategy": "auto"|"retrain"|"sisa"|"dpus"|"hs"|"ohs"|"influence"|"certified",   # as asked
      "requested_at": "<RFC 3339 UTC>"}
 
 ``forget.applied`` -- event_id ``"forget.applied:<first request id of the batch>"``; appended after the engine
@@ -27,18 +30,21 @@ asked for the same strategy, in ledger order::
 
     {"request_ids": ["<id>", ...],       # every request this batch completes, in ledger order
      "strategy": "<as asked>",           # the argument given to the engine; replay passes it again
-     "resolved_strategy": "retrain"|"sisa"|"dpus"|"hs"|"ohs",  # never "auto"
+     "resolved_strategy": "<a strategy>",  # never "auto"
      "subjects": [{"subject_ref": "<hex>", "shard": int, "slice": int (1-based), "region": "update"|"retrain",
-                   "strategy": "<what this sample got>", "guarantee": "exact"|"approximate"}, ...],
+                   "strategy": "<what this sample got>", "guarantee": "exact"|"certified"|"approximate"}, ...],
                                           # the samples this batch removed, in the order given to the engine
      "model": {"version": int, "digest": "<hex>", "shard_digests": ["<hex>", ...]},   # the new live version
-     "guarantee": "exact"|"approximate",  # exact only if every subject's guarantee is exact
+     "guarantee": "exact"|"certified"|"approximate",  # the weakest of its subjects' guarantees
      "residue_steps": int, "samples_read": int,
      "timings": {"apply_micros": int, "queued_micros": int},   # engine time; oldest request's wait
      "recovered": bool,                   # true: written at restart from the store's record of a batch
                                           # the engine had applied when the daemon died (not applied twice)
-     "device": "cpu"|"cuda:0"|...}        # where the engine ran it: replay is bitwise on the same device type
+     "device": "cpu"|"cuda:0"|...,        # where the engine ran it: replay is bitwise on the same device type
                                           # (absent in ledgers written before it was recorded)
+     "encoder_residue": [{"feature": int, "column": str, "category": str}, ...],  # categories the batch left
+                                          # without a training row (engine/encoder_residue.py); only when any
+     "influence": [...], "certified": {...}}   # INFLUENCE / CERTIFIED only: docs/unlearning.md 10, audit.gold too
 
 ``audit.verified`` -- appended by `forgetd verify --seal`, never by the daemon (its schema is in
 forgetd.client.audit.events); the fold skips it like any event type it does not know, and the worker folds
@@ -55,8 +61,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forgetd.ledger import InvalidOrigin, validate_origin
+
 from forgetd.server.errors import InvalidEvent, MalformedEvent
-from forgetd.server.vocabulary import APPROXIMATE, CONCRETE_STRATEGIES, EXACT, GUARANTEES, REGIONS, STRATEGIES
+from forgetd.server.vocabulary import CONCRETE_STRATEGIES, GUARANTEES, REGIONS, STRATEGIES, weakest_guarantee
 
 __all__ = ["GENESIS", "FORGET_REQUESTED", "FORGET_APPLIED", "MalformedEvent", "ModelState", "Genesis", "Requested",
            "SubjectOutcome", "Applied", "LedgerFold", "requested_event_id", "applied_event_id", "genesis_payload",
@@ -95,6 +103,7 @@ class Genesis:
     engine: Mapping[str, Any]
     head_public_key: str
     model: ModelState
+    checkpoint_origin: str | None = None  # None: a genesis from before the field (the default origin applies)
 
 
 @dataclass(frozen=True)
@@ -142,16 +151,22 @@ class Applied:
     apply_micros: int
     queued_micros: int
     recovered: bool
+    encoder_residue: tuple[Mapping[str, Any], ...] = ()  # as the payload has it; () when absent
 
 
 # ---------------------------------------------------------------------------------------------------- builders
 
 
 def genesis_payload(engine_record: Mapping[str, Any], head_public_key: str, model: ModelState,
-                    vault: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    vault: Mapping[str, Any] | None = None, checkpoint_origin: str | None = None) -> dict[str, Any]:
     if model.version != 0:
         raise InvalidEvent(f"genesis records version 0, got version {model.version}")
     payload = {"engine": dict(engine_record), "head_public_key": head_public_key, "model": model.to_json()}
+    if checkpoint_origin is not None:
+        try:
+            payload["checkpoint_origin"] = validate_origin(checkpoint_origin)
+        except InvalidOrigin as exc:
+            raise InvalidEvent(str(exc)) from None
     if vault is not None:
         payload["vault"] = dict(vault)
     return payload
@@ -179,9 +194,10 @@ def applied_payload(
     queued_micros: int,
     recovered: bool = False,
     device: str | None = None,
+    encoder_residue: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     outcomes = list(subjects)
-    guarantee = EXACT if all(s.guarantee == EXACT for s in outcomes) else APPROXIMATE
+    guarantee = weakest_guarantee(s.guarantee for s in outcomes)
     payload = {
         "request_ids": list(request_ids),
         "strategy": strategy,
@@ -196,6 +212,8 @@ def applied_payload(
     }
     if device is not None:
         payload["device"] = device
+    if residue := [dict(r) for r in encoder_residue]:
+        payload["encoder_residue"] = residue
     return payload
 
 
@@ -259,7 +277,14 @@ def parse_genesis(seq: int, payload: Mapping[str, Any]) -> Genesis:
     engine = r.get(payload, "engine", "engine")
     if not isinstance(engine, Mapping):
         raise r.fail("engine", "an object", engine)
-    return Genesis(seq, engine, r.text(payload, "head_public_key"), r.model(payload, "model"))
+    origin = None
+    if isinstance(payload, Mapping) and "checkpoint_origin" in payload:
+        origin = r.text(payload, "checkpoint_origin")
+        try:
+            validate_origin(origin)
+        except InvalidOrigin as exc:
+            raise r.fail("checkpoint_origin", "a checkpoint origin", origin) from exc
+    return Genesis(seq, engine, r.text(payload, "head_public_key"), r.model(payload, "model"), origin)
 
 
 def parse_requested(seq: int, leaf_hash: bytes, payload: Mapping[str, Any]) -> Requested:
@@ -308,6 +333,7 @@ def parse_applied(seq: int, leaf_hash: bytes, payload: Mapping[str, Any]) -> App
         apply_micros=r.natural(timings, "apply_micros", "timings.apply_micros"),
         queued_micros=r.natural(timings, "queued_micros", "timings.queued_micros"),
         recovered=r.flag(payload, "recovered"),
+        encoder_residue=tuple(r for r in payload.get("encoder_residue", ()) if isinstance(r, Mapping)),
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from forgetd.server.config import EngineConfig
+from forgetd.server.data.encoder import FeatureEncoder
 from forgetd.server.runtime.events import ModelState
 from forgetd.server.runtime.predictor import Predict
 
@@ -42,8 +43,12 @@ class ModelFacts:
     config: EngineConfig
     budget_samples: int
     threshold_m: int
-    training_accuracy: float
+    training_accuracy: float  # on the training split, measured at training time
+    test_accuracy: float  # on the held-out test split, measured at training time (0 without one)
     num_features: int
     num_classes: int
     device: str
     head_public_key: str  # hex
+    checkpoint_origin: str  # the origin line of the ledger's checkpoints (committed in genesis)
+    verifier_key: str  # the signed-note verifier key of the head key under that origin
+    encoder: FeatureEncoder  # the input schema: raw records -> features, as the model was trained

@@ -14,12 +14,18 @@ Where the forward runs:
   and bias adds, and ~60 us in the form below (measured inside the handler during `forgetd bench serving`).
   Each layer is one augmented matrix [[W^T, 0], [b, 1]] and the input gets a trailing 1, so a layer is one
   np.dot (the bias rides in the product) and one in-place ReLU, and the extra column carries the 1 on to
-  the next layer. That column also checks the input for free: it is 0 * x + 1, which IEEE arithmetic makes
-  NaN when any x is NaN or infinite, NaN survives the ReLU (np.maximum propagates it), and the next layer's
-  bias row turns it into NaN logits. So a non-finite feature, or a finite one so large that float32
-  overflows, always ends in a non-finite logit, and one check of the logits finds both. A one-shard model
-  with a small answer finishes the softmax in Python floats (see SMALL_ANSWER).
+  the next layer. That column is 0 * x + 1, which IEEE arithmetic makes NaN when any x is NaN or infinite,
+  and NaN survives the ReLU (np.maximum propagates it) into NaN logits.
 
+Overflow: a finite feature so large that some layer's float32 output overflows must be refused too, and the
+ReLU can hide it (an output of -inf becomes 0, and the logits come out finite). The rule: a row is refused
+when any layer's output, as computed, is not finite. Checking every layer costs numpy calls, so the check is
+done only when it can matter: at publication each version gets a bound T from its weights (SAFE_LIMIT over
+the products of the layers' Frobenius norms, see `_safe_norm_sq`) such that no partial sum of any layer can
+overflow for an input [x, 1] of Euclidean norm <= T (Cauchy-Schwarz, layer by layer; the limit leaves room
+for float32 rounding). A Predict takes one np.vdot, the squared norm of all its rows at once: within T^2,
+nothing can overflow and the lean forward runs unchecked; past it (or NaN, which fails every comparison)
+every layer's output is checked (`_logits_checked`). The measured cost is in the README.
 Threads: the daemon serves Predicts concurrently on its gRPC threads; intra-op worker threads would only
 spin against them on a small machine (numpy's OpenBLAS made a 1024-row Predict 40x slower that way), so
 `serving_threads` pins torch and the BLAS libraries to one thread while a daemon runs. The engine's training
@@ -58,6 +64,12 @@ Predict = Callable[[bytes, int], Answer]
 SMALL_ANSWER = 64
 
 ONE = np.float32(1.0).tobytes()  # the trailing 1 of an input row: the bias's input in the augmented product
+
+# No partial sum of a layer may exceed this for an input within the safe norm: float32's largest finite value is
+# 3.4e38, and rounding (a relative 1e-5 for a few hundred terms) could never close the gap of a factor 2**10.
+SAFE_LIMIT = float(np.finfo(np.float32).max) / 2**10
+# The safe norm is capped so that its square, compared in float32, is finite.
+MAX_SAFE_NORM = 1e18
 
 
 class _NotFinite(Exception):
@@ -111,6 +123,8 @@ class Predictor:
             self.shards.append(layers)
         # CPU: per shard, the augmented matrices (a copy, the size of the model again).
         self.arrays: list[list[np.ndarray]] = [] if self.on_gpu else [_augmented(layers) for layers in self.shards]
+        # Rows whose squared norms sum to at most this cannot overflow any layer of any shard (module docstring).
+        self.safe_sq = np.float32(min((_safe_norm_sq(a) for a in self.arrays), default=0.0))
 
     def answer(self, features: bytes, rows: int) -> Answer:
         """Probabilities and labels for `rows` rows of float32 `features` (see Predict), as PredictResponse
@@ -119,7 +133,11 @@ class Predictor:
             if self.on_gpu:
                 proba = self.predict_proba(features, rows)
             elif len(self.arrays) == 1 and not self.vote and rows * self.num_classes <= SMALL_ANSWER:
-                return _softmax_lists(_logits_numpy(self.arrays[0], self._augmented_rows(features, rows)))
+                x1 = self._augmented_rows(features, rows)
+                squares = x1.dot(x1) if rows == 1 else np.vdot(x1, x1)  # a method call: the cheapest form for one row
+                if squares <= self.safe_sq:  # False for NaN too: then every layer is checked
+                    return _softmax_lists(_logits_numpy(self.arrays[0], x1))
+                return _softmax_lists(_logits_checked(self.arrays[0], x1))
             else:
                 proba = self.predict_proba_numpy(features, rows)
         except _NotFinite as bad:
@@ -144,10 +162,10 @@ class Predictor:
             h = h0
             for i, (w, b) in enumerate(layers):
                 h = F.linear(h, w, b)  # (B, out)
+                finite_rows = torch.isfinite(h).all(dim=1)  # every layer's output: a ReLU would hide -inf
+                ok = finite_rows if ok is None else ok.logical_and_(finite_rows)
                 if i < len(layers) - 1:
                     h.relu_()  # h is this call's own tensor
-            finite_rows = torch.isfinite(h).all(dim=1)
-            ok = finite_rows if ok is None else ok.logical_and_(finite_rows)
             part = F.one_hot(h.argmax(dim=1), self.num_classes).float() if self.vote else torch.softmax(h, dim=1)
             out = part if out is None else out.add_(part)
         assert out is not None and ok is not None
@@ -165,9 +183,10 @@ class Predictor:
         if self.on_gpu:
             raise ValueError("predict_proba_numpy needs a CPU snapshot; this one lives on " + str(self.device))
         x1 = self._augmented_rows(features, rows)
+        forward = _logits_numpy if np.vdot(x1, x1) <= self.safe_sq else _logits_checked  # module docstring
         out: np.ndarray | None = None
         for layers in self.arrays:
-            h = _logits_numpy(layers, x1)
+            h = forward(layers, x1)
             finite = np.isfinite(h).all(axis=1)
             if not finite.all():
                 raise _NotFinite(int(np.argmin(finite)))
@@ -224,6 +243,38 @@ def _logits_numpy(layers: list[np.ndarray], x1: np.ndarray) -> np.ndarray:
         if i < last:
             np.maximum(h, 0.0, out=h)  # the extra column is 1 or NaN, and stays so
     return h[None, :] if h.ndim == 1 else h
+
+
+def _logits_checked(layers: list[np.ndarray], x1: np.ndarray) -> np.ndarray:
+    """_logits_numpy with every layer's output checked before its ReLU: _NotFinite names the first row where
+    one is NaN or infinite. For rows past the safe norm, where a ReLU could hide an overflow."""
+    h = x1[None, :] if x1.ndim == 1 else x1
+    last = len(layers) - 1
+    for i, a in enumerate(layers):
+        h = np.dot(h, a)  # (B, out [+ 1])
+        finite = np.isfinite(h).all(axis=1)
+        if not finite.all():
+            raise _NotFinite(int(np.argmin(finite)))
+        if i < last:
+            np.maximum(h, 0.0, out=h)
+    return h
+
+
+def _safe_norm_sq(layers: list[np.ndarray]) -> float:
+    """T^2 for one shard's augmented matrices: for an input u = [x, 1] with |u| <= T, every partial sum of every
+    layer stays within SAFE_LIMIT, so no layer can overflow float32 (and no NaN can arise from a finite x).
+
+    Column k of layer i is bounded by |A_i[:, k]| * |u_i| (Cauchy-Schwarz, any subset of its terms too), and
+    the layer's output, after the ReLU or not, by |A_i|_F * |u_i|; so |u_i| <= T * prod_{l<i} |A_l|_F."""
+    gain = 1.0  # bound on |u_i| / |u|
+    safe = MAX_SAFE_NORM
+    for a in layers:
+        a64 = a.astype(np.float64)
+        column = float(np.sqrt((a64 * a64).sum(axis=0)).max()) if a64.size else 0.0
+        if column * gain > 0:
+            safe = min(safe, SAFE_LIMIT / (column * gain))
+        gain *= float(np.sqrt((a64 * a64).sum()))
+    return safe * safe * (1 - 1e-3)  # the margin covers the rounding of the float32 norm it is compared with
 
 
 def _softmax_lists(logits: np.ndarray) -> Answer:

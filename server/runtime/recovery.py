@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from forgetd.ledger import subject_ref
+from forgetd.ledger import default_origin, subject_ref
 
 from forgetd.server.config import ServerConfig
 from forgetd.server.errors import StoreError
@@ -21,7 +21,7 @@ from forgetd.server.runtime.events import Genesis, LedgerFold, ModelState
 from forgetd.server.runtime.live import LiveModel, ModelFacts
 from forgetd.server.runtime.predictor import predictor_for
 from forgetd.server.runtime.state import RuntimeState
-from forgetd.server.runtime.worker import subject_outcomes
+from forgetd.server.runtime.worker import applied_from_tag
 from forgetd.server.store.layout import StorePaths
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def recover(config: ServerConfig, engine: Engine, state: RuntimeState) -> ModelF
     1. fold every entry;
     2. on an empty ledger, snapshot the genesis vault and append genesis (a store that is not at version 0
        then was changed outside the daemon, and is refused);
-    3. check that the genesis is this store's and that its head key is the store's;
+    3. check that the genesis is this store's and that its head key is the store's; sign checkpoints under the
+       origin it committed (the default for a genesis without one);
     4. record a batch the engine published but the ledger lacks, from the store's batch tag;
     5. check that the store's live version is the ledger's, and that no forgotten sample is back in its data;
     6. queue every acknowledged request without its forget.applied, to be applied again;
@@ -54,6 +55,7 @@ def recover(config: ServerConfig, engine: Engine, state: RuntimeState) -> ModelF
         if fold.size == 0:
             _write_genesis(config, engine, state, public_key)
         genesis = _check_genesis(config, engine, fold, public_key)
+        state.ledger.use_origin(_checkpoint_origin(config, genesis, state.ledger.public_key))
         _finish_applied_batch(engine, state)
         said = _check_live_version(engine, fold)
         state.remaining = _present_subjects(config, engine, state)
@@ -62,8 +64,16 @@ def recover(config: ServerConfig, engine: Engine, state: RuntimeState) -> ModelF
         snapshot = engine.snapshot()
         state.live = LiveModel.of(snapshot, predictor_for(snapshot), said, applied_seq, len(fold.forgotten))
     return ModelFacts(config=engine.config, budget_samples=engine.budget, threshold_m=engine.m,
-                      training_accuracy=engine.training_accuracy, num_features=engine.num_features,
-                      num_classes=engine.num_classes, device=engine.device, head_public_key=public_key)
+                      training_accuracy=engine.training_accuracy, test_accuracy=_test_accuracy(engine),
+                      num_features=engine.num_features,
+                      num_classes=engine.num_classes, device=engine.device, head_public_key=public_key,
+                      checkpoint_origin=state.ledger.origin, verifier_key=state.ledger.verifier_key,
+                      encoder=engine.encoder)
+
+
+def _test_accuracy(engine: Engine) -> float:
+    """The test split's accuracy measured at training time, as genesis commits it (0 without a test split)."""
+    return int(engine.genesis_record().get("test_accuracy_ppm", 0)) / 1e6
 
 
 def live_state(engine: Engine) -> ModelState:
@@ -80,7 +90,9 @@ def _write_genesis(config: ServerConfig, engine: Engine, state: RuntimeState, pu
     # The snapshot a full replay starts from (`forgetd verify`), committed in genesis; made first, so a
     # crash before the append only leaves a vault that the next start makes again.
     vault = create_vault(config.store, GENESIS_VAULT)
-    payload = events.genesis_payload(engine.genesis_record(), public_key, live_state(engine), vault=vault.to_json())
+    origin = config.checkpoint_origin or default_origin(state.ledger.public_key)
+    payload = events.genesis_payload(engine.genesis_record(), public_key, live_state(engine), vault=vault.to_json(),
+                                     checkpoint_origin=origin)
     state.append(events.GENESIS, payload, events.GENESIS)
     log.info("wrote genesis for %s", config.store)
 
@@ -94,6 +106,17 @@ def _check_genesis(config: ServerConfig, engine: Engine, fold: LedgerFold, publi
     return fold.genesis
 
 
+def _checkpoint_origin(config: ServerConfig, genesis: Genesis, public_key: bytes) -> str:
+    """The origin genesis committed; a genesis from before the field uses the default, which is stable for the key."""
+    committed = genesis.checkpoint_origin or default_origin(public_key)
+    if config.checkpoint_origin is not None and config.checkpoint_origin != committed:
+        how = "commits" if genesis.checkpoint_origin else "commits no origin, so its checkpoints use the default"
+        raise StoreError(f"the ledger's genesis {how} checkpoint origin {committed!r}, not "
+                         f"{config.checkpoint_origin!r}: an origin is fixed when a store is first served; drop "
+                         "--checkpoint-origin or give that one")
+    return committed
+
+
 def _finish_applied_batch(engine: Engine, state: RuntimeState) -> None:
     """The engine published a batch but the daemon died before its forget.applied: write it from the tag."""
     said = state.fold.live_model()
@@ -105,19 +128,9 @@ def _finish_applied_batch(engine: Engine, state: RuntimeState) -> None:
     if [r.request_id for r in state.fold.pending()[: len(rids)]] != rids:
         raise StoreError(f"the store's live version {engine.version} was made by requests {rids} that are "
                          "not the ledger's oldest pending requests")
-    payload = events.applied_payload(
-        request_ids=rids,
-        strategy=tag.strategy,
-        resolved_strategy=tag.resolved_strategy,
-        subjects=subject_outcomes(tag),
-        model=live_state(engine),
-        residue_steps=tag.residue_steps,
-        samples_read=tag.samples_read,
-        apply_micros=0,
-        queued_micros=0,
-        recovered=True,
-        device=tag.device,  # where it ran before the crash, which may not be where we run now
-    )
+    # device: where it ran before the crash, which may not be where we run now
+    payload = applied_from_tag(tag, live_state(engine), apply_micros=0, queued_micros=0, recovered=True,
+                               device=tag.device)
     entry = state.append(events.FORGET_APPLIED, payload, events.applied_event_id(rids))
     log.warning("recovery: version %d was applied before the crash; recorded it at seq %d from the store",
                 engine.version, entry.seq)

@@ -7,7 +7,8 @@
 
 The work lives beside this module: admission.py (submit and the request views), worker.py (the single
 thread that applies batches), recovery.py (reconciling the ledger with the store at start), state.py (what
-they share under one lock), ledger_writer.py (the ledger connection and signed heads).
+they share under one lock), ledger_writer.py (the ledger connection and signed heads and checkpoints),
+witnessing.py (asking the configured witnesses to cosign heads, in the background).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import TYPE_CHECKING
 from forgetd.server.config import ServerConfig
 from forgetd.server.observe import Metrics
 from forgetd.server.runtime.admission import Admission, RequestView
+from forgetd.server.observe.gold import GoldAlarm
+from forgetd.server.runtime.gold import GoldWatch
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.server.runtime.live import LiveModel, ModelFacts
 from forgetd.server.runtime.recovery import recover
 from forgetd.server.runtime.state import RuntimeState
+from forgetd.server.runtime.witnessing import Witnessing
 from forgetd.server.runtime.worker import Worker
 from forgetd.server.store.layout import StorePaths
 
@@ -43,16 +47,21 @@ class Runtime:
         self._state = state = RuntimeState(ledger, engine.subject_key)
         self.metrics = Metrics(config.sla_seconds, config.sla_window)  # observe: this daemon's own registry
         self.metrics.watch(queue=lambda: len(state.pending), halted=lambda: state.halted, ledger=lambda: state.fold.size,
-                           version=lambda: state.live.version, forgotten=lambda: state.live.forgotten_count)
-        self._admission = Admission(self._state, self.metrics)
-        self._worker = Worker(self._state, engine, config.max_batch_requests, self.metrics)
+                           version=lambda: state.live.version, forgotten=lambda: state.live.forgotten_count,
+                           published=lambda: ledger.published_size)
+        self._admission = Admission(self._state, self.metrics, engine.config.model)
+        self._worker = Worker(self._state, engine, config.max_batch_requests, self.metrics,
+                              retry_seconds=config.apply_retry_seconds)
+        self.witnessing = Witnessing(ledger, config.witnesses, config.quorum)  # no thread without witnesses
+        self.gold_alarm = GoldAlarm(self.metrics.registry, config.gold_every, config.gold_epsilon)
+        self.gold = GoldWatch(state, engine, config.gold_every, config.gold_epsilon, self.gold_alarm)  # --gold-every
         self.info: ModelFacts
 
     @classmethod
     def open(cls, config: ServerConfig) -> Runtime:
         from forgetd.server.engine.engine import Engine  # torch
 
-        engine = Engine.open(config.store, device=config.device)
+        engine = Engine.open(config.store, device=config.device, require_writer=True)  # one daemon per store
         try:
             ledger = LedgerWriter(engine.ledger_path, StorePaths(config.store).head_key)
         except BaseException:
@@ -81,31 +90,51 @@ class Runtime:
         """Validates a Forget against the live data and makes it durable; NOT_FOUND or a conflict writes nothing."""
         return self._admission.submit(sample_ids, strategy, request_id)
 
-    def request(self, request_id: str) -> RequestView:
-        return self._admission.request(request_id)
+    def request(self, request_id: str, *, reveal_ids: bool = False) -> RequestView:
+        """The request as it stands. Its sample ids are "" unless `reveal_ids` (the caller holds the bearer token,
+        or the server has none) and the request is still pending: an applied request names its samples by
+        subject ref only, as the ledger does."""
+        return self._admission.request(request_id, reveal_ids=reveal_ids)
 
     def wait_applied(self, request_id: str, time_remaining: Callable[[], float | None],
-                     is_active: Callable[[], bool]) -> RequestView:
-        """Blocks until the request is applied (or the caller goes away); NotServing if shutdown comes first."""
-        return self._admission.wait_applied(request_id, time_remaining, is_active)
+                     is_active: Callable[[], bool], *, reveal_ids: bool = False) -> RequestView:
+        """Blocks until the request is applied (or the caller goes away or runs out of time); NotServing with
+        the reason if forgetting halts or shutdown comes first."""
+        return self._admission.wait_applied(request_id, time_remaining, is_active, reveal_ids=reveal_ids)
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why forgetting is halted, in words (GetModel and health report it); None while forgets are applied."""
+        return self._state.halt_reason
 
     # -- the worker ---------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._worker.start()
+    def start(self, on_halt: Callable[[str | None], None] | None = None) -> None:
+        """Starts the worker; `on_halt` hears why forgetting halted, and None when it resumed (the daemon sets
+        the Unlearning service's health from it)."""
+        self._worker.start(on_halt)
+        self.witnessing.start()
+        self.gold.start()
 
-    def stop(self, drain_seconds: float = 0.0) -> None:
-        """Refuses new requests; applies what is queued for up to `drain_seconds` (the batch in progress always
-        finishes), then stops the worker and wakes every waiter. What is left stays durable for the restart."""
+    def stop(self, drain_seconds: float = 0.0) -> bool:
+        """Refuses new requests and lets the worker finish within `drain_seconds`: it starts no batch that its
+        measured apply times say would end later, and the one in progress is waited for until then. Wakes
+        every waiter. What is left stays durable for the restart. False when the batch in progress was still
+        running at the deadline: it is left to run (or to be redone by the restart); do not close then."""
         state = self._state
+        deadline = time.monotonic() + drain_seconds
         with state.lock:
+            # Called again (to wait longer for a batch still running), it waits but never extends the grace.
+            state.drain_until = min(state.drain_until, deadline) if state.stopping else deadline
             state.stopping = True
-            state.drain_until = time.monotonic() + drain_seconds
             state.work.notify_all()
-        self._worker.join()
+            state.settled.notify_all()
+        finished = self._worker.join(max(0.0, deadline - time.monotonic()))
         with state.lock:
-            for pending in state.pending.values():
-                pending.done.set()
+            state.worker_gone = True  # if it still runs, nothing after its batch will be applied
+            state.settled.notify_all()
+        self.witnessing.stop()
+        return finished
 
     def close(self) -> None:
         self.ledger.close()

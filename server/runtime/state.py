@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from forgetd.ledger import Entry
@@ -30,8 +30,6 @@ class Pending:
 
     requested: Requested  # its subjects name the samples; the worker maps them to the store's ids
     enqueued: float  # time.monotonic()
-    done: threading.Event = field(default_factory=threading.Event)
-    failed: bool = False  # its batch failed: it stays pending in the ledger until a restart applies it
 
 
 class RuntimeState:
@@ -41,19 +39,31 @@ class RuntimeState:
         self.fold = LedgerFold()
         self.lock = threading.Lock()  # guards everything below and the appends' order
         self.work = threading.Condition(self.lock)  # notified when the queue grows or shutdown begins
+        # Notified whenever a waiter's answer may have changed: a batch applied, forgetting halted or resumed,
+        # shutdown begun, the worker gone.
+        self.settled = threading.Condition(self.lock)
         self.queue: deque[str] = deque()  # request ids in ledger order
         self.pending: dict[str, Pending] = {}
-        # request id -> its sample ids as the request named them, for the answers. Never written down: after
-        # a restart they are the store's spelling of those it still holds, and "" for the others.
+        # request id -> its sample ids as the request named them, while it is pending (GetForgetRequest shows
+        # them to the token's holder). Never written down, and dropped once the request is applied: the daemon
+        # keeps no raw id of a sample the model no longer knows. After a restart they are the store's spelling.
         self.raw_ids: dict[str, tuple[str, ...]] = {}
         # Subject ref -> the id as the store spells it, for the samples still in the store. The ledger names a
         # sample by the ref of its NFC form, so a client may spell an id in any Unicode normal form; the
         # engine is always handed the store's own spelling.
         self.remaining: dict[str, str] = {}
         self.stopping = False
-        self.halted = False  # set when a batch failed: no further batch may run before a restart
+        # Why forgetting is halted, in words, or None while the worker applies batches: set when a batch kept
+        # failing past the retry window (the worker retries on and clears it) or left the store in a state
+        # only a restart reconciles. Admission refuses new Forgets and waiters are answered with it meanwhile.
+        self.halt_reason: str | None = None
+        self.worker_gone = False  # no batch will be applied before a restart (shutdown, or a halt for good)
         self.drain_until = 0.0
         self.live: LiveModel  # set by recovery, then swapped by the worker
+
+    @property
+    def halted(self) -> bool:
+        return self.halt_reason is not None
 
     def append(self, event_type: str, payload: Mapping[str, Any], event_id: str) -> Entry:
         """Appends and folds in one step (caller holds the lock), so the fold is always the ledger's state."""

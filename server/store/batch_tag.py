@@ -15,7 +15,9 @@ Its text is part of the store format: `to_json` gives exactly the bytes forgetd 
                    "strategy": "<what the sample got>", "guarantee": "exact"|"approximate"}, ...],
      "residue_steps": 0,                    # the plan the tag is made from knows no residue
      "samples_read": int,                   # that plan's estimate, not the count the forget measured
-     "device": "cpu"|"cuda:0"|...}          # where the engine ran the batch
+     "device": "cpu"|"cuda:0"|...,          # where the engine ran the batch
+     "encoder_residue": [{"feature": int, "column": str, "category": str}, ...]}
+                                            # categories left without a training row; only when any
 
 It names samples by subject ref only: the store keeps the tag, and no store file holds a sample id.
 """
@@ -60,6 +62,7 @@ class BatchTag:
     samples_read: int  # the plan's estimate
     device: str | None  # None in tags that never recorded it
     residue_steps: int = 0
+    encoder_residue: tuple[dict[str, Any], ...] = ()  # forget.applied's (engine/encoder_residue.py)
 
     def to_json(self) -> str:
         """The manifest's `tag` text, byte for byte as the store format has it."""
@@ -74,6 +77,8 @@ class BatchTag:
         }
         if self.device is not None:
             tag["device"] = self.device
+        if self.encoder_residue:  # absent otherwise, so every other tag keeps its bytes
+            tag["encoder_residue"] = [dict(r) for r in self.encoder_residue]
         return json.dumps(tag, sort_keys=True)
 
     @classmethod
@@ -99,6 +104,8 @@ class BatchTag:
                 samples_read=int(data["samples_read"]),
                 device=None if data.get("device") is None else str(data["device"]),
                 residue_steps=int(data["residue_steps"]),
+                encoder_residue=tuple({"feature": int(r["feature"]), "column": str(r["column"]),
+                                       "category": str(r["category"])} for r in data.get("encoder_residue", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"the manifest's batch tag is damaged ({exc!r}); the store cannot say which "

@@ -11,6 +11,7 @@ leaves a store that opens.
     store/
       store.json          immutable: format, config, what training measured (m, sizes, accuracies, device)
       genesis.json        immutable: the record the ledger's genesis event commits
+      encoder.json        immutable: the feature encoder, raw row -> features (forgetd.server.data.encoder)
       layout.npz          immutable: per shard, its members' row positions in slice order and slice bounds
       index/shard<k>.npz  immutable: sample -> optimizer steps whose batch held it (CSR)
       test.npz            the test split (never forgotten, so never rewritten)
@@ -21,6 +22,7 @@ leaves a store that opens.
       artifacts/          checkpoints and increments, one file per shard (per step for increments) per version
       CURRENT.json        the manifest (see Manifest)
       ledger.sqlite       written by the daemon, never by the engine
+      writer.pid          the process holding the store's writer lock (store/lock.py), for error messages
       audit/<name>/       the audit vaults (store/vault.py)
 """
 
@@ -74,6 +76,11 @@ class StorePaths:
         return self.root / "genesis.json"
 
     @property
+    def encoder(self) -> Path:
+        """The fitted feature encoder (canonical JSON), so Predict can take raw records; genesis commits it."""
+        return self.root / "encoder.json"
+
+    @property
     def layout(self) -> Path:
         return self.root / "layout.npz"
 
@@ -115,6 +122,11 @@ class StorePaths:
         return self.root / "ledger.sqlite"
 
     @property
+    def writer_pid(self) -> Path:
+        """Where the holder of the writer lock records its process id (store/lock.py)."""
+        return self.root / "writer.pid"
+
+    @property
     def audit(self) -> Path:
         """Where the audit vaults live (store/vault.py), one folder each."""
         return self.root / "audit"
@@ -131,7 +143,7 @@ class StorePaths:
 
     def immutable(self) -> tuple[Path, ...]:
         """The files training writes once and nothing rewrites (the index files aside): what a vault links."""
-        return (self.meta, self.genesis, self.layout, self.test, self.refs)
+        return (self.meta, self.genesis, self.encoder, self.layout, self.test, self.refs)
 
 
 def params_artifact(shard: int) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from forgetd.server.data import hash_rows
 from forgetd.server.errors import DataError, StoreError, UnknownSample
 from forgetd.server.store.layout import fsync_dir
+from forgetd.server.store.space import is_full, no_space
 
 __all__ = ["RowStore"]
 
@@ -134,6 +135,8 @@ class RowStore:
             ords = {sid: o for o, sid in conn.execute("SELECT ord, id FROM rows ORDER BY ord")}
         except sqlite3.DatabaseError as e:
             conn.close()
+            if is_full(e):  # the WAL's first pages, or the checkpoint, need room
+                raise no_space(path.parent, f"opening {path.name}") from None
             raise StoreError(f"{path}: not a readable row store ({e})") from None
         except BaseException:
             conn.close()
@@ -225,6 +228,12 @@ class RowStore:
             for i in wanted:
                 del self._ords[i]
             _checkpoint(conn, self.path)
+
+    def scrub(self) -> None:
+        """Fold the WAL into the file and truncate it, overwriting the pages of rows already erased: what an
+        erase that raised StoreError for a busy reader left undone. StoreError while a reader still holds it."""
+        with self._lock:
+            _checkpoint(self._checked_conn(), self.path)
 
     # -- lifetime ---------------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from typing import Any
 from forgetd.server.errors import StoreError
 from forgetd.server.store.rows import RowStore
 from forgetd.server.store.layout import Manifest, StorePaths, atomic_write_json, fsync_dir, sha256_file
+from forgetd.server.store.space import full_as_no_space
 
 __all__ = ["GENESIS_VAULT", "VaultRecord", "create_vault", "remove_vault", "vault_dir", "vault_names",
            "link_or_copy", "sha256_file", "sweep_stale"]
@@ -122,18 +123,20 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def copy_rows(src: Path, dst: Path) -> None:
-    """A consistent copy of a live row store, even while the daemon erases rows (SQLite's backup API)."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
-    target = sqlite3.connect(dst)
-    try:
-        source.backup(target)
-        # One file, no -wal beside it: a vault is only ever read.
-        target.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        target.close()
-        source.close()
-    with open(dst, "rb+") as f:
-        os.fsync(f.fileno())
+    """A consistent copy of a live row store, even while the daemon erases rows (SQLite's backup API).
+    NoSpace when the copy does not fit."""
+    with full_as_no_space(dst.parent, f"copying {src.name}"):
+        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+        target = sqlite3.connect(dst)
+        try:
+            source.backup(target)
+            # One file, no -wal beside it: a vault is only ever read.
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+            source.close()
+        with open(dst, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def create_vault(store_dir: str | Path, name: str) -> VaultRecord:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66orgetd/v1/common.proto\x12\nforgetd.v1\"~\n\nLedgerHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x12\n\nchain_hash\x18\x02 \x01(\x0c\x12\x13\n\x0bmerkle_root\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x06 \x01(\t\"@\n\x0eInclusionProof\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"F\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c*\x96\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x11\n\rSTRATEGY_AUTO\x10\x01\x12\x14\n\x10STRATEGY_RETRAIN\x10\x02\x12\x11\n\rSTRATEGY_SISA\x10\x03\x12\x11\n\rSTRATEGY_DPUS\x10\x04\x12\x0f\n\x0bSTRATEGY_HS\x10\x05\x12\x10\n\x0cSTRATEGY_OHS\x10\x06*V\n\tGuarantee\x12\x19\n\x15GUARANTEE_UNSPECIFIED\x10\x00\x12\x13\n\x0fGUARANTEE_EXACT\x10\x01\x12\x19\n\x15GUARANTEE_APPROXIMATE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66orgetd/v1/common.proto\x12\nforgetd.v1\"~\n\nLedgerHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x12\n\nchain_hash\x18\x02 \x01(\x0c\x12\x13\n\x0bmerkle_root\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x06 \x01(\t\"@\n\x0eInclusionProof\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"F\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c*\xc6\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x11\n\rSTRATEGY_AUTO\x10\x01\x12\x14\n\x10STRATEGY_RETRAIN\x10\x02\x12\x11\n\rSTRATEGY_SISA\x10\x03\x12\x11\n\rSTRATEGY_DPUS\x10\x04\x12\x0f\n\x0bSTRATEGY_HS\x10\x05\x12\x10\n\x0cSTRATEGY_OHS\x10\x06\x12\x16\n\x12STRATEGY_INFLUENCE\x10\x07\x12\x16\n\x12STRATEGY_CERTIFIED\x10\x08*o\n\tGuarantee\x12\x19\n\x15GUARANTEE_UNSPECIFIED\x10\x00\x12\x13\n\x0fGUARANTEE_EXACT\x10\x01\x12\x19\n\x15GUARANTEE_APPROXIMATE\x10\x02\x12\x17\n\x13GUARANTEE_CERTIFIED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgetd.v1.common_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STRATEGY']._serialized_start=306
-  _globals['_STRATEGY']._serialized_end=456
-  _globals['_GUARANTEE']._serialized_start=458
-  _globals['_GUARANTEE']._serialized_end=544
+  _globals['_STRATEGY']._serialized_end=504
+  _globals['_GUARANTEE']._serialized_start=506
+  _globals['_GUARANTEE']._serialized_end=617
   _globals['_LEDGERHEAD']._serialized_start=39
   _globals['_LEDGERHEAD']._serialized_end=165
   _globals['_INCLUSIONPROOF']._serialized_start=167

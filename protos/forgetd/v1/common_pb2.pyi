@@ -16,12 +16,15 @@ class Strategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STRATEGY_DPUS: _ClassVar[Strategy]
     STRATEGY_HS: _ClassVar[Strategy]
     STRATEGY_OHS: _ClassVar[Strategy]
+    STRATEGY_INFLUENCE: _ClassVar[Strategy]
+    STRATEGY_CERTIFIED: _ClassVar[Strategy]
 
 class Guarantee(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GUARANTEE_UNSPECIFIED: _ClassVar[Guarantee]
     GUARANTEE_EXACT: _ClassVar[Guarantee]
     GUARANTEE_APPROXIMATE: _ClassVar[Guarantee]
+    GUARANTEE_CERTIFIED: _ClassVar[Guarantee]
 STRATEGY_UNSPECIFIED: Strategy
 STRATEGY_AUTO: Strategy
 STRATEGY_RETRAIN: Strategy
@@ -29,9 +32,12 @@ STRATEGY_SISA: Strategy
 STRATEGY_DPUS: Strategy
 STRATEGY_HS: Strategy
 STRATEGY_OHS: Strategy
+STRATEGY_INFLUENCE: Strategy
+STRATEGY_CERTIFIED: Strategy
 GUARANTEE_UNSPECIFIED: Guarantee
 GUARANTEE_EXACT: Guarantee
 GUARANTEE_APPROXIMATE: Guarantee
+GUARANTEE_CERTIFIED: Guarantee
 
 class LedgerHead(_message.Message):
     __slots__ = ("size", "chain_hash", "merkle_root", "signature", "public_key", "checkpoint")

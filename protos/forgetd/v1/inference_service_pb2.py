@@ -25,25 +25,43 @@ _sym_db = _symbol_database.Default()
 from forgetd.v1 import common_pb2 as forgetd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"forgetd/v1/inference_service.proto\x12\nforgetd.v1\x1a\x17\x66orgetd/v1/common.proto\"A\n\x0ePredictRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\r\"\x84\x01\n\x0fPredictResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x02 \x01(\r\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x0e\n\x06labels\x18\x04 \x03(\x05\x12\x15\n\rmodel_version\x18\x05 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x06 \x01(\t\"\x11\n\x0fGetModelRequest\"\xe9\x01\n\x0bModelConfig\x12\x0e\n\x06shards\x18\x01 \x01(\r\x12\x0e\n\x06slices\x18\x02 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\r\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x14\n\x0chidden_sizes\x18\x06 \x03(\r\x12\x16\n\x0e\x62udget_samples\x18\x07 \x01(\x04\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12.\n\x10\x64\x65\x66\x61ult_strategy\x18\t \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12\x13\n\x0b\x61ggregation\x18\n \x01(\t\"\xfd\x02\n\x10GetModelResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x15\n\rshard_digests\x18\x03 \x03(\t\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.forgetd.v1.ModelConfig\x12\x13\n\x0bthreshold_m\x18\x05 \x01(\r\x12\x19\n\x11training_accuracy\x18\x06 \x01(\x01\x12\x17\n\x0f\x66orgotten_count\x18\x07 \x01(\x04\x12\x14\n\x0cnum_features\x18\x08 \x01(\r\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x17\n\x0fhead_public_key\x18\x0b \x01(\t\x12\x12\n\nledger_seq\x18\x0c \x01(\x04\x12\x14\n\x0cverifier_key\x18\r \x01(\t\x12\x19\n\x11\x63heckpoint_origin\x18\x0e \x01(\t\x12&\n\x03sla\x18\x0f \x01(\x0b\x32\x19.forgetd.v1.UnlearningSla\"p\n\rUnlearningSla\x12\x16\n\x0etarget_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06window\x18\x02 \x01(\r\x12\x14\n\x0cmean_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\r\x12\x10\n\x08\x62reached\x18\x05 \x01(\x08\x32\x9d\x01\n\x10InferenceService\x12\x42\n\x07Predict\x12\x1a.forgetd.v1.PredictRequest\x1a\x1b.forgetd.v1.PredictResponse\x12\x45\n\x08GetModel\x12\x1b.forgetd.v1.GetModelRequest\x1a\x1c.forgetd.v1.GetModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"forgetd/v1/inference_service.proto\x12\nforgetd.v1\x1a\x17\x66orgetd/v1/common.proto\"f\n\x0ePredictRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\r\x12#\n\x07records\x18\x04 \x03(\x0b\x32\x12.forgetd.v1.Record\"\x80\x01\n\x06Record\x12.\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1e.forgetd.v1.Record.FieldsEntry\x1a\x46\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.forgetd.v1.RecordValue:\x02\x38\x01\"7\n\x0bRecordValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\x84\x01\n\x0fPredictResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x02 \x01(\r\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x0e\n\x06labels\x18\x04 \x03(\x05\x12\x15\n\rmodel_version\x18\x05 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x06 \x01(\t\"\x11\n\x0fGetModelRequest\"\xac\x02\n\x0bModelConfig\x12\x0e\n\x06shards\x18\x01 \x01(\r\x12\x0e\n\x06slices\x18\x02 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\r\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x14\n\x0chidden_sizes\x18\x06 \x03(\r\x12\x16\n\x0e\x62udget_samples\x18\x07 \x01(\x04\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12.\n\x10\x64\x65\x66\x61ult_strategy\x18\t \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12\x13\n\x0b\x61ggregation\x18\n \x01(\t\x12\r\n\x05model\x18\x14 \x01(\t\x12\x19\n\x11\x63\x65rtified_epsilon\x18\x15 \x01(\x01\x12\x17\n\x0f\x63\x65rtified_delta\x18\x16 \x01(\x01\"\xc1\x04\n\x10GetModelResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x15\n\rshard_digests\x18\x03 \x03(\t\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.forgetd.v1.ModelConfig\x12\x13\n\x0bthreshold_m\x18\x05 \x01(\r\x12\x19\n\x11training_accuracy\x18\x06 \x01(\x01\x12\x17\n\x0f\x66orgotten_count\x18\x07 \x01(\x04\x12\x14\n\x0cnum_features\x18\x08 \x01(\r\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x17\n\x0fhead_public_key\x18\x0b \x01(\t\x12\x12\n\nledger_seq\x18\x0c \x01(\x04\x12\x14\n\x0cverifier_key\x18\r \x01(\t\x12\x19\n\x11\x63heckpoint_origin\x18\x0e \x01(\t\x12&\n\x03sla\x18\x0f \x01(\x0b\x32\x19.forgetd.v1.UnlearningSla\x12-\n\x0cinput_schema\x18\x10 \x01(\x0b\x32\x17.forgetd.v1.InputSchema\x12\x15\n\rtest_accuracy\x18\x11 \x01(\x01\x12 \n\x18unlearning_halted_reason\x18\x12 \x01(\t\x12\x32\n\x14supported_strategies\x18\x14 \x03(\x0e\x32\x14.forgetd.v1.Strategy\x12&\n\x04gold\x18\x15 \x01(\x0b\x32\x18.forgetd.v1.GoldStandard\"\xc6\x02\n\x0cGoldStandard\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\x04\x12\x12\n\nledger_seq\x18\x03 \x01(\x04\x12\x15\n\rlive_accuracy\x18\x04 \x01(\x01\x12\x15\n\rgold_accuracy\x18\x05 \x01(\x01\x12\x12\n\ngap_points\x18\x06 \x01(\x01\x12\x18\n\x10tolerance_points\x18\x07 \x01(\x01\x12\x17\n\x0flabel_agreement\x18\x08 \x01(\x01\x12\"\n\x1amax_probability_difference\x18\t \x01(\x01\x12\x1a\n\x12parameter_distance\x18\n \x01(\x01\x12\x11\n\tlive_loss\x18\x0b \x01(\x01\x12\x11\n\tgold_loss\x18\x0c \x01(\x01\x12\x0e\n\x06\x63hecks\x18\r \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x0e \x01(\r\"\x8c\x01\n\x0bInputSchema\x12(\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x17.forgetd.v1.InputColumn\x12;\n\x10unknown_category\x18\x02 \x01(\x0e\x32!.forgetd.v1.UnknownCategoryPolicy\x12\x16\n\x0e\x65ncoder_digest\x18\x03 \x01(\t\"\x8a\x01\n\x0bInputColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.forgetd.v1.ColumnKind\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\r\n\x05scale\x18\x04 \x01(\x01\x12\x12\n\ncategories\x18\x05 \x03(\t\x12\x16\n\x0e\x66\x65\x61ture_offset\x18\x06 \x01(\r\"p\n\rUnlearningSla\x12\x16\n\x0etarget_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06window\x18\x02 \x01(\r\x12\x14\n\x0cmean_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\r\x12\x10\n\x08\x62reached\x18\x05 \x01(\x08*_\n\nColumnKind\x12\x1b\n\x17\x43OLUMN_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OLUMN_KIND_NUMERIC\x10\x01\x12\x1b\n\x17\x43OLUMN_KIND_CATEGORICAL\x10\x02*\x86\x01\n\x15UnknownCategoryPolicy\x12\'\n#UNKNOWN_CATEGORY_POLICY_UNSPECIFIED\x10\x00\x12!\n\x1dUNKNOWN_CATEGORY_POLICY_ERROR\x10\x01\x12!\n\x1dUNKNOWN_CATEGORY_POLICY_ZEROS\x10\x02\x32\x9d\x01\n\x10InferenceService\x12\x42\n\x07Predict\x12\x1a.forgetd.v1.PredictRequest\x1a\x1b.forgetd.v1.PredictResponse\x12\x45\n\x08GetModel\x12\x1b.forgetd.v1.GetModelRequest\x1a\x1c.forgetd.v1.GetModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgetd.v1.inference_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RECORD_FIELDSENTRY']._loaded_options = None
+  _globals['_RECORD_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_COLUMNKIND']._serialized_start=2131
+  _globals['_COLUMNKIND']._serialized_end=2226
+  _globals['_UNKNOWNCATEGORYPOLICY']._serialized_start=2229
+  _globals['_UNKNOWNCATEGORYPOLICY']._serialized_end=2363
   _globals['_PREDICTREQUEST']._serialized_start=75
-  _globals['_PREDICTREQUEST']._serialized_end=140
-  _globals['_PREDICTRESPONSE']._serialized_start=143
-  _globals['_PREDICTRESPONSE']._serialized_end=275
-  _globals['_GETMODELREQUEST']._serialized_start=277
-  _globals['_GETMODELREQUEST']._serialized_end=294
-  _globals['_MODELCONFIG']._serialized_start=297
-  _globals['_MODELCONFIG']._serialized_end=530
-  _globals['_GETMODELRESPONSE']._serialized_start=533
-  _globals['_GETMODELRESPONSE']._serialized_end=914
-  _globals['_UNLEARNINGSLA']._serialized_start=916
-  _globals['_UNLEARNINGSLA']._serialized_end=1028
-  _globals['_INFERENCESERVICE']._serialized_start=1031
-  _globals['_INFERENCESERVICE']._serialized_end=1188
+  _globals['_PREDICTREQUEST']._serialized_end=177
+  _globals['_RECORD']._serialized_start=180
+  _globals['_RECORD']._serialized_end=308
+  _globals['_RECORD_FIELDSENTRY']._serialized_start=238
+  _globals['_RECORD_FIELDSENTRY']._serialized_end=308
+  _globals['_RECORDVALUE']._serialized_start=310
+  _globals['_RECORDVALUE']._serialized_end=365
+  _globals['_PREDICTRESPONSE']._serialized_start=368
+  _globals['_PREDICTRESPONSE']._serialized_end=500
+  _globals['_GETMODELREQUEST']._serialized_start=502
+  _globals['_GETMODELREQUEST']._serialized_end=519
+  _globals['_MODELCONFIG']._serialized_start=522
+  _globals['_MODELCONFIG']._serialized_end=822
+  _globals['_GETMODELRESPONSE']._serialized_start=825
+  _globals['_GETMODELRESPONSE']._serialized_end=1402
+  _globals['_GOLDSTANDARD']._serialized_start=1405
+  _globals['_GOLDSTANDARD']._serialized_end=1731
+  _globals['_INPUTSCHEMA']._serialized_start=1734
+  _globals['_INPUTSCHEMA']._serialized_end=1874
+  _globals['_INPUTCOLUMN']._serialized_start=1877
+  _globals['_INPUTCOLUMN']._serialized_end=2015
+  _globals['_UNLEARNINGSLA']._serialized_start=2017
+  _globals['_UNLEARNINGSLA']._serialized_end=2129
+  _globals['_INFERENCESERVICE']._serialized_start=2366
+  _globals['_INFERENCESERVICE']._serialized_end=2523
 # @@protoc_insertion_point(module_scope)

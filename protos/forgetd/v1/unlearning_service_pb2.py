@@ -25,39 +25,47 @@ _sym_db = _symbol_database.Default()
 from forgetd.v1 import common_pb2 as forgetd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#forgetd/v1/unlearning_service.proto\x12\nforgetd.v1\x1a\x17\x66orgetd/v1/common.proto\"m\n\rForgetRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\t\x12&\n\x08strategy\x18\x02 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"\xbc\x01\n\rSampleOutcome\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x13\n\x0bsubject_ref\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\r\x12\r\n\x05slice\x18\x04 \x01(\r\x12&\n\x08strategy\x18\x05 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12(\n\tguarantee\x18\x06 \x01(\x0e\x32\x15.forgetd.v1.Guarantee\x12\x13\n\x0b\x61pplied_seq\x18\x07 \x01(\x04\"\xe7\x01\n\x0c\x46orgetResult\x12\x15\n\rmodel_version\x18\x01 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12\x15\n\rshard_digests\x18\x03 \x03(\t\x12&\n\x08strategy\x18\x04 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12(\n\tguarantee\x18\x05 \x01(\x0e\x32\x15.forgetd.v1.Guarantee\x12\x15\n\rresidue_steps\x18\x06 \x01(\x04\x12\x14\n\x0csamples_read\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pply_micros\x18\x08 \x01(\x04\"\x8f\x02\n\x07Receipt\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rrequested_seq\x18\x02 \x01(\x04\x12\x1b\n\x13requested_leaf_hash\x18\x03 \x01(\x0c\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x04\x12\x19\n\x11\x61pplied_leaf_hash\x18\x05 \x01(\x0c\x12$\n\x04head\x18\x06 \x01(\x0b\x32\x16.forgetd.v1.LedgerHead\x12\x33\n\x0frequested_proof\x18\x07 \x01(\x0b\x32\x1a.forgetd.v1.InclusionProof\x12\x31\n\rapplied_proof\x18\x08 \x01(\x0b\x32\x1a.forgetd.v1.InclusionProof\"\xca\x01\n\x0e\x46orgetResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.forgetd.v1.ForgetStatus\x12$\n\x07receipt\x18\x03 \x01(\x0b\x32\x13.forgetd.v1.Receipt\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.forgetd.v1.ForgetResult\x12*\n\x07samples\x18\x05 \x03(\x0b\x32\x19.forgetd.v1.SampleOutcome\"-\n\x17GetForgetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"F\n\x18GetForgetRequestResponse\x12*\n\x06\x66orget\x18\x01 \x01(\x0b\x32\x1a.forgetd.v1.ForgetResponse\"5\n\x11ReadLedgerRequest\x12\x11\n\tstart_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"\xa0\x01\n\x0bLedgerEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eschema_version\x18\x04 \x01(\r\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x06 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x07 \x01(\x0c\x12\x12\n\nchain_hash\x18\x08 \x01(\x0c\"<\n\x12ReadLedgerResponse\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.forgetd.v1.LedgerEntry\"M\n\x14GetLedgerHeadRequest\x12\x1d\n\x15\x63onsistency_from_size\x18\x01 \x01(\x04\x12\x16\n\x0einclusion_seqs\x18\x02 \x03(\x04\"\xa0\x01\n\x15GetLedgerHeadResponse\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.forgetd.v1.LedgerHead\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0b\x32\x1c.forgetd.v1.ConsistencyProof\x12.\n\ninclusions\x18\x03 \x03(\x0b\x32\x1a.forgetd.v1.InclusionProof*c\n\x0c\x46orgetStatus\x12\x1d\n\x19\x46ORGET_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46ORGET_STATUS_PENDING\x10\x01\x12\x19\n\x15\x46ORGET_STATUS_APPLIED\x10\x02\x32\xd8\x02\n\x11UnlearningService\x12?\n\x06\x46orget\x12\x19.forgetd.v1.ForgetRequest\x1a\x1a.forgetd.v1.ForgetResponse\x12]\n\x10GetForgetRequest\x12#.forgetd.v1.GetForgetRequestRequest\x1a$.forgetd.v1.GetForgetRequestResponse\x12M\n\nReadLedger\x12\x1d.forgetd.v1.ReadLedgerRequest\x1a\x1e.forgetd.v1.ReadLedgerResponse0\x01\x12T\n\rGetLedgerHead\x12 .forgetd.v1.GetLedgerHeadRequest\x1a!.forgetd.v1.GetLedgerHeadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#forgetd/v1/unlearning_service.proto\x12\nforgetd.v1\x1a\x17\x66orgetd/v1/common.proto\"m\n\rForgetRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\t\x12&\n\x08strategy\x18\x02 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"\xbc\x01\n\rSampleOutcome\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x13\n\x0bsubject_ref\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\r\x12\r\n\x05slice\x18\x04 \x01(\r\x12&\n\x08strategy\x18\x05 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12(\n\tguarantee\x18\x06 \x01(\x0e\x32\x15.forgetd.v1.Guarantee\x12\x13\n\x0b\x61pplied_seq\x18\x07 \x01(\x04\"\xf8\x02\n\x0c\x46orgetResult\x12\x15\n\rmodel_version\x18\x01 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12\x15\n\rshard_digests\x18\x03 \x03(\t\x12&\n\x08strategy\x18\x04 \x01(\x0e\x32\x14.forgetd.v1.Strategy\x12(\n\tguarantee\x18\x05 \x01(\x0e\x32\x15.forgetd.v1.Guarantee\x12\x15\n\rresidue_steps\x18\x06 \x01(\x04\x12\x14\n\x0csamples_read\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pply_micros\x18\x08 \x01(\x04\x12\x33\n\x0f\x65ncoder_residue\x18\t \x03(\x0b\x32\x1a.forgetd.v1.EncoderResidue\x12,\n\x0b\x63\x65rtificate\x18\x14 \x01(\x0b\x32\x17.forgetd.v1.Certificate\x12,\n\tinfluence\x18\x15 \x03(\x0b\x32\x19.forgetd.v1.InfluenceStep\"z\n\x0b\x43\x65rtificate\x12\x0f\n\x07\x65psilon\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\x12\r\n\x05sigma\x18\x03 \x01(\x01\x12\x0e\n\x06\x62udget\x18\x04 \x01(\x01\x12,\n\x06shards\x18\x05 \x03(\x0b\x32\x1c.forgetd.v1.ShardCertificate\"\xb3\x01\n\x10ShardCertificate\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x12\n\nstep_bound\x18\x02 \x01(\x01\x12\x13\n\x0b\x62ound_spent\x18\x03 \x01(\x01\x12\x13\n\x0b\x62udget_left\x18\x04 \x01(\x01\x12\x15\n\repsilon_spent\x18\x05 \x01(\x01\x12\x0f\n\x07removed\x18\x06 \x01(\r\x12\x11\n\tretrained\x18\x07 \x01(\x08\x12\x17\n\x0fhessian_rebuilt\x18\x08 \x01(\x08\"\xe7\x01\n\rInfluenceStep\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x15\n\rcg_iterations\x18\x02 \x01(\r\x12\x19\n\x11relative_residual\x18\x03 \x01(\x01\x12\x11\n\tconverged\x18\x04 \x01(\x08\x12\x1e\n\x16retained_gradient_norm\x18\x05 \x01(\x01\x12%\n\x1dretained_gradient_norm_before\x18\x06 \x01(\x01\x12\x0f\n\x07\x64\x61mping\x18\x07 \x01(\x01\x12\x17\n\x0f\x64\x61mping_retries\x18\x08 \x01(\r\x12\x11\n\tretrained\x18\t \x01(\x08\"C\n\x0e\x45ncoderResidue\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\r\"\xbe\x02\n\x07Receipt\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rrequested_seq\x18\x02 \x01(\x04\x12\x1b\n\x13requested_leaf_hash\x18\x03 \x01(\x0c\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x04\x12\x19\n\x11\x61pplied_leaf_hash\x18\x05 \x01(\x0c\x12$\n\x04head\x18\x06 \x01(\x0b\x32\x16.forgetd.v1.LedgerHead\x12\x33\n\x0frequested_proof\x18\x07 \x01(\x0b\x32\x1a.forgetd.v1.InclusionProof\x12\x31\n\rapplied_proof\x18\x08 \x01(\x0b\x32\x1a.forgetd.v1.InclusionProof\x12\x11\n\tpublished\x18\t \x01(\x08\x12\x1a\n\x12unpublished_reason\x18\n \x01(\t\"\xca\x01\n\x0e\x46orgetResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.forgetd.v1.ForgetStatus\x12$\n\x07receipt\x18\x03 \x01(\x0b\x32\x13.forgetd.v1.Receipt\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.forgetd.v1.ForgetResult\x12*\n\x07samples\x18\x05 \x03(\x0b\x32\x19.forgetd.v1.SampleOutcome\"-\n\x17GetForgetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"F\n\x18GetForgetRequestResponse\x12*\n\x06\x66orget\x18\x01 \x01(\x0b\x32\x1a.forgetd.v1.ForgetResponse\"5\n\x11ReadLedgerRequest\x12\x11\n\tstart_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"\xa0\x01\n\x0bLedgerEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eschema_version\x18\x04 \x01(\r\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x06 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x07 \x01(\x0c\x12\x12\n\nchain_hash\x18\x08 \x01(\x0c\"<\n\x12ReadLedgerResponse\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.forgetd.v1.LedgerEntry\"M\n\x14GetLedgerHeadRequest\x12\x1d\n\x15\x63onsistency_from_size\x18\x01 \x01(\x04\x12\x16\n\x0einclusion_seqs\x18\x02 \x03(\x04\"\xa0\x01\n\x15GetLedgerHeadResponse\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.forgetd.v1.LedgerHead\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0b\x32\x1c.forgetd.v1.ConsistencyProof\x12.\n\ninclusions\x18\x03 \x03(\x0b\x32\x1a.forgetd.v1.InclusionProof*c\n\x0c\x46orgetStatus\x12\x1d\n\x19\x46ORGET_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46ORGET_STATUS_PENDING\x10\x01\x12\x19\n\x15\x46ORGET_STATUS_APPLIED\x10\x02\x32\xd8\x02\n\x11UnlearningService\x12?\n\x06\x46orget\x12\x19.forgetd.v1.ForgetRequest\x1a\x1a.forgetd.v1.ForgetResponse\x12]\n\x10GetForgetRequest\x12#.forgetd.v1.GetForgetRequestRequest\x1a$.forgetd.v1.GetForgetRequestResponse\x12M\n\nReadLedger\x12\x1d.forgetd.v1.ReadLedgerRequest\x1a\x1e.forgetd.v1.ReadLedgerResponse0\x01\x12T\n\rGetLedgerHead\x12 .forgetd.v1.GetLedgerHeadRequest\x1a!.forgetd.v1.GetLedgerHeadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgetd.v1.unlearning_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FORGETSTATUS']._serialized_start=1732
-  _globals['_FORGETSTATUS']._serialized_end=1831
+  _globals['_FORGETSTATUS']._serialized_start=2533
+  _globals['_FORGETSTATUS']._serialized_end=2632
   _globals['_FORGETREQUEST']._serialized_start=76
   _globals['_FORGETREQUEST']._serialized_end=185
   _globals['_SAMPLEOUTCOME']._serialized_start=188
   _globals['_SAMPLEOUTCOME']._serialized_end=376
   _globals['_FORGETRESULT']._serialized_start=379
-  _globals['_FORGETRESULT']._serialized_end=610
-  _globals['_RECEIPT']._serialized_start=613
-  _globals['_RECEIPT']._serialized_end=884
-  _globals['_FORGETRESPONSE']._serialized_start=887
-  _globals['_FORGETRESPONSE']._serialized_end=1089
-  _globals['_GETFORGETREQUESTREQUEST']._serialized_start=1091
-  _globals['_GETFORGETREQUESTREQUEST']._serialized_end=1136
-  _globals['_GETFORGETREQUESTRESPONSE']._serialized_start=1138
-  _globals['_GETFORGETREQUESTRESPONSE']._serialized_end=1208
-  _globals['_READLEDGERREQUEST']._serialized_start=1210
-  _globals['_READLEDGERREQUEST']._serialized_end=1263
-  _globals['_LEDGERENTRY']._serialized_start=1266
-  _globals['_LEDGERENTRY']._serialized_end=1426
-  _globals['_READLEDGERRESPONSE']._serialized_start=1428
-  _globals['_READLEDGERRESPONSE']._serialized_end=1488
-  _globals['_GETLEDGERHEADREQUEST']._serialized_start=1490
-  _globals['_GETLEDGERHEADREQUEST']._serialized_end=1567
-  _globals['_GETLEDGERHEADRESPONSE']._serialized_start=1570
-  _globals['_GETLEDGERHEADRESPONSE']._serialized_end=1730
-  _globals['_UNLEARNINGSERVICE']._serialized_start=1834
-  _globals['_UNLEARNINGSERVICE']._serialized_end=2178
+  _globals['_FORGETRESULT']._serialized_end=755
+  _globals['_CERTIFICATE']._serialized_start=757
+  _globals['_CERTIFICATE']._serialized_end=879
+  _globals['_SHARDCERTIFICATE']._serialized_start=882
+  _globals['_SHARDCERTIFICATE']._serialized_end=1061
+  _globals['_INFLUENCESTEP']._serialized_start=1064
+  _globals['_INFLUENCESTEP']._serialized_end=1295
+  _globals['_ENCODERRESIDUE']._serialized_start=1297
+  _globals['_ENCODERRESIDUE']._serialized_end=1364
+  _globals['_RECEIPT']._serialized_start=1367
+  _globals['_RECEIPT']._serialized_end=1685
+  _globals['_FORGETRESPONSE']._serialized_start=1688
+  _globals['_FORGETRESPONSE']._serialized_end=1890
+  _globals['_GETFORGETREQUESTREQUEST']._serialized_start=1892
+  _globals['_GETFORGETREQUESTREQUEST']._serialized_end=1937
+  _globals['_GETFORGETREQUESTRESPONSE']._serialized_start=1939
+  _globals['_GETFORGETREQUESTRESPONSE']._serialized_end=2009
+  _globals['_READLEDGERREQUEST']._serialized_start=2011
+  _globals['_READLEDGERREQUEST']._serialized_end=2064
+  _globals['_LEDGERENTRY']._serialized_start=2067
+  _globals['_LEDGERENTRY']._serialized_end=2227
+  _globals['_READLEDGERRESPONSE']._serialized_start=2229
+  _globals['_READLEDGERRESPONSE']._serialized_end=2289
+  _globals['_GETLEDGERHEADREQUEST']._serialized_start=2291
+  _globals['_GETLEDGERHEADREQUEST']._serialized_end=2368
+  _globals['_GETLEDGERHEADRESPONSE']._serialized_start=2371
+  _globals['_GETLEDGERHEADRESPONSE']._serialized_end=2531
+  _globals['_UNLEARNINGSERVICE']._serialized_start=2635
+  _globals['_UNLEARNINGSERVICE']._serialized_end=2979
 # @@protoc_insertion_point(module_scope)

@@ -48,7 +48,7 @@ class SampleOutcome(_message.Message):
     def __init__(self, sample_id: _Optional[str] = ..., subject_ref: _Optional[str] = ..., shard: _Optional[int] = ..., slice: _Optional[int] = ..., strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., guarantee: _Optional[_Union[_common_pb2.Guarantee, str]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class ForgetResult(_message.Message):
-    __slots__ = ("model_version", "model_digest", "shard_digests", "strategy", "guarantee", "residue_steps", "samples_read", "apply_micros")
+    __slots__ = ("model_version", "model_digest", "shard_digests", "strategy", "guarantee", "residue_steps", "samples_read", "apply_micros", "encoder_residue", "certificate", "influence")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     SHARD_DIGESTS_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,9 @@ class ForgetResult(_message.Message):
     RESIDUE_STEPS_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_READ_FIELD_NUMBER: _ClassVar[int]
     APPLY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_RESIDUE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_FIELD_NUMBER: _ClassVar[int]
     model_version: int
     model_digest: str
     shard_digests: _containers.RepeatedScalarFieldContainer[str]
@@ -65,10 +68,79 @@ class ForgetResult(_message.Message):
     residue_steps: int
     samples_read: int
     apply_micros: int
-    def __init__(self, model_version: _Optional[int] = ..., model_digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., guarantee: _Optional[_Union[_common_pb2.Guarantee, str]] = ..., residue_steps: _Optional[int] = ..., samples_read: _Optional[int] = ..., apply_micros: _Optional[int] = ...) -> None: ...
+    encoder_residue: _containers.RepeatedCompositeFieldContainer[EncoderResidue]
+    certificate: Certificate
+    influence: _containers.RepeatedCompositeFieldContainer[InfluenceStep]
+    def __init__(self, model_version: _Optional[int] = ..., model_digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., guarantee: _Optional[_Union[_common_pb2.Guarantee, str]] = ..., residue_steps: _Optional[int] = ..., samples_read: _Optional[int] = ..., apply_micros: _Optional[int] = ..., encoder_residue: _Optional[_Iterable[_Union[EncoderResidue, _Mapping]]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ..., influence: _Optional[_Iterable[_Union[InfluenceStep, _Mapping]]] = ...) -> None: ...
+
+class Certificate(_message.Message):
+    __slots__ = ("epsilon", "delta", "sigma", "budget", "shards")
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    epsilon: float
+    delta: float
+    sigma: float
+    budget: float
+    shards: _containers.RepeatedCompositeFieldContainer[ShardCertificate]
+    def __init__(self, epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., sigma: _Optional[float] = ..., budget: _Optional[float] = ..., shards: _Optional[_Iterable[_Union[ShardCertificate, _Mapping]]] = ...) -> None: ...
+
+class ShardCertificate(_message.Message):
+    __slots__ = ("shard", "step_bound", "bound_spent", "budget_left", "epsilon_spent", "removed", "retrained", "hessian_rebuilt")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STEP_BOUND_FIELD_NUMBER: _ClassVar[int]
+    BOUND_SPENT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LEFT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    RETRAINED_FIELD_NUMBER: _ClassVar[int]
+    HESSIAN_REBUILT_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    step_bound: float
+    bound_spent: float
+    budget_left: float
+    epsilon_spent: float
+    removed: int
+    retrained: bool
+    hessian_rebuilt: bool
+    def __init__(self, shard: _Optional[int] = ..., step_bound: _Optional[float] = ..., bound_spent: _Optional[float] = ..., budget_left: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., removed: _Optional[int] = ..., retrained: _Optional[bool] = ..., hessian_rebuilt: _Optional[bool] = ...) -> None: ...
+
+class InfluenceStep(_message.Message):
+    __slots__ = ("shard", "cg_iterations", "relative_residual", "converged", "retained_gradient_norm", "retained_gradient_norm_before", "damping", "damping_retries", "retrained")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    CG_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_RESIDUAL_FIELD_NUMBER: _ClassVar[int]
+    CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_GRADIENT_NORM_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_GRADIENT_NORM_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    DAMPING_FIELD_NUMBER: _ClassVar[int]
+    DAMPING_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRAINED_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    cg_iterations: int
+    relative_residual: float
+    converged: bool
+    retained_gradient_norm: float
+    retained_gradient_norm_before: float
+    damping: float
+    damping_retries: int
+    retrained: bool
+    def __init__(self, shard: _Optional[int] = ..., cg_iterations: _Optional[int] = ..., relative_residual: _Optional[float] = ..., converged: _Optional[bool] = ..., retained_gradient_norm: _Optional[float] = ..., retained_gradient_norm_before: _Optional[float] = ..., damping: _Optional[float] = ..., damping_retries: _Optional[int] = ..., retrained: _Optional[bool] = ...) -> None: ...
+
+class EncoderResidue(_message.Message):
+    __slots__ = ("column", "category", "feature")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    category: str
+    feature: int
+    def __init__(self, column: _Optional[str] = ..., category: _Optional[str] = ..., feature: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("request_id", "requested_seq", "requested_leaf_hash", "applied_seq", "applied_leaf_hash", "head", "requested_proof", "applied_proof")
+    __slots__ = ("request_id", "requested_seq", "requested_leaf_hash", "applied_seq", "applied_leaf_hash", "head", "requested_proof", "applied_proof", "published", "unpublished_reason")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_SEQ_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_LEAF_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +149,8 @@ class Receipt(_message.Message):
     HEAD_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_PROOF_FIELD_NUMBER: _ClassVar[int]
     APPLIED_PROOF_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    UNPUBLISHED_REASON_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     requested_seq: int
     requested_leaf_hash: bytes
@@ -85,7 +159,9 @@ class Receipt(_message.Message):
     head: _common_pb2.LedgerHead
     requested_proof: _common_pb2.InclusionProof
     applied_proof: _common_pb2.InclusionProof
-    def __init__(self, request_id: _Optional[str] = ..., requested_seq: _Optional[int] = ..., requested_leaf_hash: _Optional[bytes] = ..., applied_seq: _Optional[int] = ..., applied_leaf_hash: _Optional[bytes] = ..., head: _Optional[_Union[_common_pb2.LedgerHead, _Mapping]] = ..., requested_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ..., applied_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ...) -> None: ...
+    published: bool
+    unpublished_reason: str
+    def __init__(self, request_id: _Optional[str] = ..., requested_seq: _Optional[int] = ..., requested_leaf_hash: _Optional[bytes] = ..., applied_seq: _Optional[int] = ..., applied_leaf_hash: _Optional[bytes] = ..., head: _Optional[_Union[_common_pb2.LedgerHead, _Mapping]] = ..., requested_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ..., applied_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ..., published: _Optional[bool] = ..., unpublished_reason: _Optional[str] = ...) -> None: ...
 
 class ForgetResponse(_message.Message):
     __slots__ = ("request_id", "status", "receipt", "result", "samples")

@@ -71,21 +71,25 @@ class UnlearningServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetForgetRequest(self, request, context):
-        """The status and result of an earlier Forget, by its request_id.
+        """The status and result of an earlier Forget, by its request_id. Like ReadLedger and GetLedgerHead it is
+        open to anyone unless the server runs with `--ledger-reads token` (then UNAUTHENTICATED without the
+        bearer token); see SampleOutcome.sample_id for when the raw sample ids are shown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReadLedger(self, request, context):
-        """Streams ledger entries in seq order, from start_seq to the head at the time of the call.
+        """Streams ledger entries in seq order, from start_seq to the head at the time of the call. The entries name
+        samples by subject ref only, but request ids in clear (choose UUID4s); `forgetd serve --ledger-reads token`
+        requires the bearer token for this and the other ledger reads.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLedgerHead(self, request, context):
-        """The current signed ledger head, optionally with a consistency proof from an older size.
+        """The current signed ledger head, optionally with a consistency proof from an older size and inclusion proofs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

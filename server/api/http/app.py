@@ -29,6 +29,7 @@ from forgetd.server.errors import (
     RequestIdConflict,
     RequestNotFound,
     UnknownSample,
+    UnsupportedStrategy,
 )
 
 log = logging.getLogger("forgetd.server")
@@ -40,6 +41,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (RequestNotFound, 404),
     (RequestIdConflict, 409),
     (AlreadyForgotten, 409),
+    (UnsupportedStrategy, 409),  # a method this store's model family cannot apply (CERTIFIED on an MLP)
     (InvalidRequest, 400),
     (EmptyRequest, 400),
     (InvalidStrategy, 400),

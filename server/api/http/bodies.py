@@ -19,7 +19,8 @@ _MEANING = {
     400: "The request is malformed; the message says what to fix",
     401: "No bearer token, or the wrong one (send Authorization: Bearer <token>)",
     404: "An unknown sample id or request id",
-    409: "The Idempotency-Key was already used for other samples or another method",
+    409: "The Idempotency-Key was already used for other samples or another method, or the method is one this "
+         "model family cannot apply (certified needs --model linear)",
     413: "The body is over the server's limit (--max-message-mib)",
     503: "The daemon is loading, shutting down, or halted until a restart; retry later",
 }
@@ -54,12 +55,14 @@ class HeadBody(BaseModel):
     public_key: str = Field(description="The raw 32-byte Ed25519 key that made the signature")
     hex: str = Field(description="The head's 144-hex form (8-byte size, chain hash, Merkle root), as "
                                  "`forgetd verify --expect-head` takes it")
+    checkpoint: str = Field("", description="The same head as a signed C2SP checkpoint note (c2sp.org/tlog-checkpoint)")
 
 
 def head_body(head: HeadWithSignature) -> HeadBody:
     return HeadBody(size=head.size, chain_hash=head.chain_hash.hex(), merkle_root=head.merkle_root.hex(),
                     signature=head.signature.hex(), public_key=head.public_key.hex(),
-                    hex=Head(head.size, head.chain_hash, head.merkle_root).to_hex())
+                    hex=Head(head.size, head.chain_hash, head.merkle_root).to_hex(),
+                    checkpoint=head.checkpoint.decode())
 
 
 def proof_body(proof: InclusionPath) -> ProofBody:

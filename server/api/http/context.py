@@ -35,6 +35,19 @@ class HttpContext:
     oip: OipModel
     token: str | None = None  # bearer token for routes that change what the model knows; None = no auth
     max_body_bytes: int = 64 * 1024 * 1024  # as the gRPC message limit
+    ledger_reads: str = "open"  # "token": reading the ledger and forget requests needs the token too (as gRPC)
+
+    def holds_token(self, request: Request) -> bool:
+        """Whether the request carries the bearer token (always true on a server without one)."""
+        if self.token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    def require_read(self, request: Request) -> None:
+        """The gRPC front's rule for reads: open, unless the daemon runs with --ledger-reads token."""
+        if self.ledger_reads == "token":
+            self.require_token(request)
 
     def require_token(self, request: Request) -> None:
         """Raises Unauthenticated unless the request carries the configured bearer token (constant time)."""

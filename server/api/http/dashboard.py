@@ -14,7 +14,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +22,7 @@ from forgetd.server.api.http.bodies import HeadBody, error_responses, head_body
 from forgetd.server.api.http.context import context_of
 from forgetd.server.errors import ForgetdError
 from forgetd.server.runtime import events
-from forgetd.server.vocabulary import DPUS
+from forgetd.server.observe.metrics import RETRAINING
 
 if TYPE_CHECKING:
     from forgetd.server.runtime.runtime import Runtime
@@ -105,7 +105,7 @@ async def dashboard() -> Response:
 @router.get("/static/{name}", summary="The dashboard's script and style", include_in_schema=False)
 async def static(name: str) -> Response:
     if name not in _STATIC or name.endswith(".html"):
-        return Response(b'{"error": "no such file"}', status_code=404, media_type="application/json")
+        return JSONResponse({"error": f"no dashboard file {name!r}; the page is at /"}, status_code=404)
     return _static(name)
 
 
@@ -155,6 +155,6 @@ def _recent_forgets(runtime: Runtime, size: int) -> list[ForgetView]:
             seq=b.seq, recorded_at=entry.recorded_at, version=b.model.version, requested=b.strategy,
             strategy=b.resolved_strategy, guarantee=b.guarantee, requests=len(b.request_ids), samples=len(b.subjects),
             apply_ms=b.apply_micros / 1e3, queued_ms=b.queued_micros / 1e3, samples_read=b.samples_read,
-            retrained_shards=sorted({s.shard for s in b.subjects if s.strategy != DPUS}), recovered=b.recovered,
+            retrained_shards=sorted({s.shard for s in b.subjects if s.strategy in RETRAINING}), recovered=b.recovered,
         ))  # fmt: skip
     return out[-RECENT_FORGETS:]

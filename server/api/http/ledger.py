@@ -44,13 +44,14 @@ class HeadAnswer(HeadBody):
 
 
 @router.get("/ledger/head", response_model=HeadAnswer, summary="The signed ledger head, with proofs on request",
-            responses=error_responses(400, 503))
+            responses=error_responses(400, 401, 503))
 async def ledger_head(
     request: Request,
     consistency_from: int | None = Query(None, ge=1, description="Also prove that the head of this size, seen "
                                          "earlier, is a prefix of this one"),
     inclusion: list[int] = Query([], description="Also prove these entries (by seq) are in this head; repeatable"),
 ) -> HeadAnswer:
+    context_of(request).require_read(request)  # open unless --ledger-reads token, as on gRPC
     runtime = context_of(request).slot.get()
     proofs = await run_in_threadpool(runtime.ledger.head_with_proofs, consistency_from, inclusion)
     consistency = None
@@ -80,12 +81,13 @@ _NDJSON = {"application/x-ndjson": {"schema": LedgerEntry.model_json_schema()}}
 
 @router.get("/ledger/entries", response_class=StreamingResponse, summary="Ledger entries as JSON lines",
             responses={200: {"content": _NDJSON, "description": "LedgerEntry objects, one per line, in seq order"},
-                       **error_responses(400, 503)})
+                       **error_responses(400, 401, 503)})
 async def ledger_entries(
     request: Request,
     start: int = Query(1, alias="from", ge=1, description="The first seq to send"),
     limit: int | None = Query(None, ge=1, description="At most this many entries; default: up to the head"),
 ) -> StreamingResponse:
+    context_of(request).require_read(request)  # open unless --ledger-reads token, as on gRPC
     runtime = context_of(request).slot.get()
     # The head is taken when the stream starts; entries appended meanwhile come with the next request.
     return StreamingResponse(_lines(runtime.ledger.read(start, limit)), media_type="application/x-ndjson")

@@ -31,7 +31,7 @@ from forgetd.server.errors import NotServing
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 
-_CONFIG_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BYTES": "TYPE_STRING"}  # Triton's names
+_CONFIG_TYPES = {"FP32": "TYPE_FP32", "FP64": "TYPE_FP64", "INT64": "TYPE_INT64", "BYTES": "TYPE_STRING"}  # Triton's
 # A body up to this size is decoded, answered and encoded on the event loop: tens of microseconds, less than
 # the hop to a worker thread (1-row REST p50 ~20% lower in `forgetd bench serving`). A bigger one goes to a
 # thread, so a large batch does not hold up the health checks and small calls behind it.

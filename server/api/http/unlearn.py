@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
@@ -126,10 +127,9 @@ _ACCEPTED = {"model": UnlearnAnswer, "description": "Durable and acknowledged; p
                         **error_responses(400, 401, 404, 409, 413, 503)})
 async def unlearn(
     request: Request,
-    response: Response,
     idempotency_key: str | None = Header(None, description="The request id (AIP-155): a retry with the same key "
                                          "is the same request. Default: a new UUID4"),
-) -> UnlearnAnswer:
+) -> Response:
     context = context_of(request)
     context.require_token(request)  # before the body is read: a caller without the token learns nothing
     ask = _parse(await context.read_body(request))
@@ -137,30 +137,28 @@ async def unlearn(
     ids = ask.ids()
     check_sample_ids(ids, runtime.config.max_forget_ids, "sample_id" if ask.sample_id is not None else "sample_ids")
     request_id = request_id_or_new(idempotency_key or "", "Idempotency-Key")
-    # Durable before it returns (an fsync): off the event loop, with the answer's proofs, in one thread hop.
-    view, answer = await run_in_threadpool(_submit, runtime, ids, ask.method, request_id)
-    response.status_code = 200 if view.applied is not None else 202
-    _headers(response, runtime, answer)
-    return answer
+    # Durable before it returns (an fsync): off the event loop, with the answer's proofs and JSON, in one hop.
+    answer = await run_in_threadpool(_submit, runtime, ids, ask.method, request_id)
+    return _reply(runtime, answer, 200 if answer.status == "applied" else 202)
 
 
 @router.get("/unlearn/{request_id:path}", response_model=UnlearnAnswer, summary="Where a Forget request stands",
             responses=error_responses(400, 404, 503))
 async def unlearn_status(
     request: Request,
-    response: Response,
     request_id: str,
     wait: bool = Query(False, description="Wait until the request is applied (at most `timeout` seconds)"),
     timeout: float = Query(30.0, gt=0, le=MAX_WAIT_SECONDS, description="Seconds to wait with wait=true; the "
                            "answer then says where the request stands, applied or not"),
-) -> UnlearnAnswer:
-    runtime = context_of(request).slot.get()
+) -> Response:
+    context = context_of(request)
+    context.require_read(request)
+    runtime, reveal = context.slot.get(), context.holds_token(request)  # raw ids only to the token holder
     if wait:
-        answer = await anyio.to_thread.run_sync(_wait, runtime, request_id, timeout, limiter=_waiters(request))
+        answer = await anyio.to_thread.run_sync(_wait, runtime, request_id, timeout, reveal, limiter=_waiters(request))
     else:
-        answer = await run_in_threadpool(lambda: _answer(runtime, runtime.request(request_id)))
-    _headers(response, runtime, answer)
-    return answer
+        answer = await run_in_threadpool(lambda: _answer(runtime, runtime.request(request_id, reveal_ids=reveal)))
+    return _reply(runtime, answer, 200)
 
 
 def _parse(body: bytes) -> UnlearnBody:
@@ -173,15 +171,15 @@ def _parse(body: bytes) -> UnlearnBody:
         raise InvalidRequest(f"{where}: {message}" if where else f"the body: {message}") from None
 
 
-def _submit(runtime: Runtime, ids: list[str], method: str, request_id: str) -> tuple[RequestView, UnlearnAnswer]:
-    view = runtime.submit(ids, method, request_id)
-    return view, _answer(runtime, view)
+def _submit(runtime: Runtime, ids: list[str], method: str, request_id: str) -> _Answer:
+    return _answer(runtime, runtime.submit(ids, method, request_id))
 
 
-def _wait(runtime: Runtime, request_id: str, timeout: float) -> UnlearnAnswer:
+def _wait(runtime: Runtime, request_id: str, timeout: float, reveal: bool) -> _Answer:
     deadline = time.monotonic() + timeout
     runtime.request(request_id)  # RequestNotFound (404) before waiting on nothing
-    view = runtime.wait_applied(request_id, lambda: deadline - time.monotonic(), lambda: time.monotonic() < deadline)
+    view = runtime.wait_applied(request_id, lambda: deadline - time.monotonic(), lambda: time.monotonic() < deadline,
+                                reveal_ids=reveal)
     return _answer(runtime, view)
 
 
@@ -194,15 +192,28 @@ def _waiters(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
-def _headers(response: Response, runtime: Runtime, answer: UnlearnAnswer) -> None:
-    response.headers["Location"] = f"/unlearn/{quote(answer.request_id, safe='')}"
+@dataclass(frozen=True)
+class _Answer:
+    request_id: str
+    status: str
+    json: bytes  # the UnlearnAnswer, serialised on the worker thread that built it
+
+
+def _reply(runtime: Runtime, answer: _Answer, status: int) -> Response:
+    reply = Response(answer.json, status_code=status, media_type="application/json")
+    reply.headers["Location"] = f"/unlearn/{quote(answer.request_id, safe='')}"
     if answer.status == "pending":
         # The recent mean time to apply (the SLA's figure) is the best guess of when to look again.
-        response.headers["Retry-After"] = str(max(1, math.ceil(runtime.metrics.sla.mean_seconds)))
+        reply.headers["Retry-After"] = str(max(1, math.ceil(runtime.metrics.sla.mean_seconds)))
+    return reply
 
 
-def _answer(runtime: Runtime, view: RequestView) -> UnlearnAnswer:
-    """The request as it stands, with a receipt against the current signed head (as the gRPC front's)."""
+def _answer(runtime: Runtime, view: RequestView) -> _Answer:
+    """The request as it stands, with a receipt against the current signed head (as the gRPC front's), as JSON.
+
+    Serialised here, on the thread that made it: the worker starts applying the moment a request is durable
+    and holds the GIL in bursts, so the less the event loop has left to do once it resumes, the sooner the
+    answer is on the wire (FastAPI would otherwise validate and serialise it again on the loop)."""
     req, batch = view.requested, view.applied
     proofs = receipt_proofs(runtime, view)
     result = None
@@ -220,7 +231,7 @@ def _answer(runtime: Runtime, view: RequestView) -> UnlearnAnswer:
             by, got = forgotten
             samples.append(SampleBody(sample_id=sample_id, subject_ref=ref, shard=got.shard, slice=got.slice,
                                       strategy=got.strategy, guarantee=got.guarantee, applied_seq=by.seq))
-    return UnlearnAnswer(
+    answer = UnlearnAnswer(
         request_id=req.request_id, status="applied" if batch is not None else "pending",
         requested_seq=req.seq, requested_leaf_hash=req.leaf_hash.hex(),
         applied_seq=batch.seq if batch is not None else 0,
@@ -229,3 +240,4 @@ def _answer(runtime: Runtime, view: RequestView) -> UnlearnAnswer:
         applied_proof=proof_body(proofs.inclusions[1]) if batch is not None else None,
         result=result, samples=samples,
     )  # fmt: skip
+    return _Answer(answer.request_id, answer.status, answer.model_dump_json().encode())

@@ -34,7 +34,7 @@ function niceMax(value) {
 // series: [{color, points: [[x, y]...], dots}], xs: [min, max], label(x) for the x axis ticks.
 function chart(svg, series, xs, label, emptyNote) {
   svg.replaceChildren();
-  const W = 560, H = 220, L = 48, R = 12, T = 10, B = 26;
+  const W = 560, H = 220, L = 48, R = 12, T = 10, B = 26, P = 8; // P: room for a point at either end
   const ys = series.flatMap(s => s.points.map(p => p[1]));
   if (ys.length === 0) {
     svg.append(svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "note" }, emptyNote));
@@ -42,7 +42,7 @@ function chart(svg, series, xs, label, emptyNote) {
   }
   const top = niceMax(Math.max(...ys));
   const [x0, x1] = xs[0] === xs[1] ? [xs[0] - 1, xs[1] + 1] : xs;
-  const px = x => L + (x - x0) / (x1 - x0) * (W - L - R);
+  const px = x => L + P + (x - x0) / (x1 - x0) * (W - L - R - 2 * P);
   const py = y => T + (1 - y / top) * (H - T - B);
   for (let i = 0; i <= 4; i++) {
     const y = top * i / 4;
@@ -116,10 +116,12 @@ function renderThroughput(s) {
 }
 
 function renderRetrains(s) {
+  // A batch that retrained several shards has one time for all of them (the engine times the batch): spread
+  // its points a little apart along x so that each shard's stays visible.
   const byShard = new Map();
-  s.forgets.forEach(f => f.retrained_shards.forEach(k => {
+  s.forgets.forEach(f => f.retrained_shards.forEach((k, i, all) => {
     if (!byShard.has(k)) byShard.set(k, []);
-    byShard.get(k).push([f.seq, f.apply_ms]);
+    byShard.get(k).push([f.seq + (i - (all.length - 1) / 2) * 0.3, f.apply_ms]);
   }));
   const shards = [...byShard.keys()].sort((a, b) => a - b);
   const series = shards.map(k => ({ color: COLORS[k % COLORS.length], points: byShard.get(k), dots: true }));
@@ -164,7 +166,7 @@ function renderForgets(s) {
     cell(row, f.samples, "num");
     cell(row, fixed(f.apply_ms, 1), "num");
     cell(row, fixed(f.queued_ms, 1), "num");
-    cell(row, f.retrained_shards.length ? f.retrained_shards.join(", ") : "none (subtracted)");
+    cell(row, f.retrained_shards.length ? f.retrained_shards.join(", ") : "none");
   }
 }
 
