@@ -50,6 +50,7 @@ _STRATEGIES = {"slices": (HS, OHS, SISA), "shards": (HS, SISA), "budget": (HS, O
 # m changes nothing SISA or RETRAIN computes (only which steps' increments get recorded again), so the budget
 # sweep measures them once, at its first point, as the frontier's references.
 _REFERENCES = {"budget": (SISA, RETRAIN)}
+_HEADER = {"slices": "S", "shards": "K", "budget": "m asked"}
 
 
 def budget_for_m(ds: Dataset, cfg: EngineConfig, m: int) -> int:
@@ -152,7 +153,7 @@ def sweep_markdown(results: Results) -> str:
     lines = [f"Sweep over {results['sweep']} on {results['dataset']} ({results['num_train']} training rows): "
              f"{results['requests']} random single-sample requests per point; K={e['shards']}, S={e['slices']}, "
              f"E={e['epochs']} ({e['epoch_schedule']}), MLP {e['hidden_sizes']}, batch {e['batch_size']} unless varied.",
-             "", f"| {results['sweep']} | m | budget | train s | strategy | mean s/request | p50 s | x SISA | "
+             "", f"| {_HEADER[results['sweep']]} | m | budget | train s | strategy | mean s/request | p50 s | x SISA | "
              "samples read/request | accuracy % (mean) | accuracy % (vote) | guarantees |",
              "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     with_sisa = [p for p in results["points"] if SISA in p["strategies"]]
@@ -170,6 +171,8 @@ def sweep_markdown(results: Results) -> str:
             lines.append(f"| {p['value']} | {p['m']} | {p['budget']} | | {k.upper()} | {v['mean_seconds']:.4f} | "
                          f"{v['p50_seconds']:.4f} | {x} | {v['samples_read_per_request']:.0f} | "
                          f"{100 * v['accuracy']['mean']:.2f} | {100 * v['accuracy']['vote']:.2f} | {g} |")
+    if results["sweep"] == "budget":
+        lines += ["", "x SISA: against SISA at the first point; m changes nothing SISA computes."]
     if not results.get("complete"):
         lines += ["", "Partial results: the sweep has not finished."]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """`forgetd bench unlearning`: the hybrid-unlearning paper's evaluation (section 4.4), measured on forgetd.
 
-    config = BenchConfig(data="adult:PATH/TO/adult", requests=100, epochs=2, budget=65122)
+    config = BenchConfig(data="adult:PATH/TO/adult", requests=100, epochs=5, budget=32561)
     results = run_bench(config, "bench-out/adult")       # writes results.json, results.md and PNG plots
 
 Protocol (the hybrid paper's evaluation, section 4.4; strategies as docs/unlearning.md defines them): train one store; for each strategy, on its own copy of that
@@ -8,7 +8,10 @@ store, forget the same random single-sample requests one after another, timing e
 accuracy and membership inference on the forgotten samples. The strategies take turns request by request
 (each still sees its own requests in order), so load from other work on the machine falls on all of them. A burst run forgets the same ids as one coalesced
 request, again on a fresh copy. RETRAIN's final model is the model trained from scratch without the forgotten
-samples: it is the reference every membership-inference figure is read against.
+samples: it is the reference every membership-inference figure is read against. LiRA (privacy.py) trains
+its shadows the way the store is trained and attacks the forgotten rows before forgetting and after each
+strategy; when those rows give it no power, the whole protocol runs again on the rows it finds most
+vulnerable. `--sweep` (sweeps.py) varies S, K or m instead of running this protocol.
 
 Nothing here is mocked or sampled down: every number is one forgetd engine call on the real store.
 """
@@ -60,7 +63,7 @@ class BenchConfig:
     requests: int = 100  # random single-sample requests, handled one after another (the paper's 100)
     slices: int | None = None  # S (EngineConfig default 10)
     shards: int | None = None  # K (the paper uses 1)
-    epochs: int | None = None  # E per step
+    epochs: int | None = None  # E, as the schedule reads it (EngineConfig.epochs)
     budget: int | None = None  # phi in samples read; sets m (None: half a full retrain)
     seed: int = 0  # training seed and the seed that draws the requests
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -187,7 +190,7 @@ class _BenchRun:
         results["original"]["lira"] = self.probe.measure(original, self.forgot)
         if c.vulnerable == "never" or (c.vulnerable == "auto" and has_power(results["original"]["lira"])):
             return None
-        rows = self.probe.most_vulnerable(len(self.forgot), exclude=np.zeros(0, np.int64))
+        rows = self.probe.most_vulnerable(len(self.forgot))  # may overlap the random set: another copy forgets them
         return np.random.default_rng(derive_seed(c.seed, "bench.vulnerable")).permutation(rows)
 
     def vulnerable(self, results: Results, shadow: ShadowTrainer, order: np.ndarray, original: PredictProba) -> None:
@@ -290,6 +293,7 @@ class _BenchRun:
 
 def _finish(results: Results, out: Path) -> None:
     s = results["strategies"]
+    results["config"]["load_average_at_end"] = list(os.getloadavg())
     if not s:  # --newton-only: newton_bench.py's rows are the run
         results["complete"] = True
         results["plots"] = []
@@ -340,7 +344,7 @@ def _values(text: str | None) -> tuple[int, ...] | None:
 @click.option("--requests", type=int, default=100, show_default=True, help="Random single-sample forget requests.")
 @click.option("--slices", type=int, help="Slices S per shard (default 10).")
 @click.option("--shards", type=int, help="Shards K (default 1, as in the paper).")
-@click.option("--epochs", type=int, help="Epochs E per step (default 5).")
+@click.option("--epochs", type=int, help="Epochs E (default 5): spread over the steps (sisa) or in each (per-step).")
 @click.option("--budget", type=int, help="Samples a forget may read when retraining; sets m (default: half a full retrain).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed; also draws the requests.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
