@@ -3,7 +3,7 @@ trained the way the target is trained, and the checks that read it.
 
     probe = LiraProbe.train(ds, engine_config, shadows=64, seed=0)    # the shadow models: the whole cost
     entry = probe.measure(model.predict_proba, forgot)                # AUC, TPR at 0.1% / 1% FPR, 95% CIs
-    vulnerable = probe.most_vulnerable(100, exclude=forgot)           # the second forget set
+    vulnerable = probe.most_vulnerable(100)                           # the second forget set
 
 The target is a forgetd store: K shards, S cumulative slices, the configured epoch schedule, mean or vote
 aggregation. lira.py's `train_plain` shadows are one plain model each, so their confidences would not be
@@ -131,10 +131,10 @@ class LiraProbe:
         nonmembers = self.attack.scores(proba, self.nonmembers, variant)
         return attack_metrics(members, nonmembers, resamples=self.resamples, seed=self.seed)
 
-    def most_vulnerable(self, count: int, exclude: np.ndarray) -> np.ndarray:
+    def most_vulnerable(self, count: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """`count` training rows with the widest IN/OUT separation, none of `exclude`, in that order."""
         ranked = self.attack.most_vulnerable(among=np.arange(self.num_train))
-        return ranked[~np.isin(ranked, exclude)][:count]
+        return ranked[~np.isin(ranked, exclude)][:count] if exclude is not None else ranked[:count]
 
     def describe(self) -> dict[str, Any]:
         s = np.asarray(self.attack.shadow_seconds)
