@@ -39,9 +39,9 @@ _HELP = "Train a model store for forgetting (SISA slices, recorded increments, t
 @click.option("--store", "store_dir", required=True, type=click.Path(file_okay=False), help="New store directory.")
 @click.option("--shards", type=int, help="Shards K (default 1).")
 @click.option("--slices", type=int, help="Slices S per shard (default 10).")
-@click.option("--epochs", type=int, help="Epochs E per step (default 5).")
+@click.option("--epochs", type=int, help="Epochs E (default 5): spread over the steps (sisa) or in each (per-step).")
 @click.option("--epoch-schedule", type=click.Choice(EPOCH_SCHEDULES),
-              help="E in every step (per-step) or E spread over the steps as SISA does (sisa); default per-step.")
+              help="E spread over the steps as SISA's code does (sisa, the default) or E in every step (per-step).")
 @click.option("--batch-size", type=int, help="Batch size (default 128).")
 @click.option("--learning-rate", type=float, help="Adam learning rate (default 0.005).")
 @click.option("--hidden", help="Hidden layer widths, e.g. 128,128 (the default).")
