@@ -206,3 +206,14 @@ def test_unlearn_over_http_takes_both_methods_and_refuses_certified_on_an_mlp(tm
                                               "method": "certified"})
         assert refused.status_code == 409 and "--model linear" in refused.json()["error"]
         assert int(running.runtime.ledger.size()) == 1  # genesis alone: nothing was written
+
+
+def test_a_linear_store_is_served_and_its_live_check_passes(tmp_path: Path) -> None:
+    store = train_linear_store(tmp_path / "store")
+    with running_daemon(store) as running, Client(running.address) as client:
+        client.forget(running.runtime.engine.sample_ids()[:1], strategy="certified", timeout=120)
+        X = running.runtime.engine._store.X_test[:8]
+        got = np.array(client.predict(X.tolist()).probabilities)
+        np.testing.assert_allclose(got, running.runtime.engine.predict_proba(X), atol=1e-6)  # the one-layer forward
+        report = audit(store, server=running.address)  # Predict on the daemon matches the store's parameters
+        assert report.ok and report.check("live").status == "passed", report.text()
