@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -210,8 +211,16 @@ def test_server_refusals_are_one_line_and_exit_1(runner: CliRunner, daemon: Runn
 
 
 def test_a_forget_past_its_deadline_says_how_to_look_it_up(runner: CliRunner, daemon: RunningDaemon) -> None:
-    code, out, err = _run(runner, daemon.address, "forget", "synthetic:1", "--strategy", "retrain",
-                          "--request-id", "slow", "--timeout", "0.001")  # fmt: skip
+    # The ledger's write lock, held here, keeps the request from becoming durable: the deadline passes on any
+    # machine (a 1 ms deadline on a fast retrain was a race the forget sometimes won).
+    lock = sqlite3.connect(daemon.runtime.engine.ledger_path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        code, out, err = _run(runner, daemon.address, "forget", "synthetic:1", "--strategy", "retrain",
+                              "--request-id", "slow", "--timeout", "0.5")  # fmt: skip
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
     assert (code, out) == (1, "")
     assert err == ("Error: DEADLINE_EXCEEDED: Deadline Exceeded (the forget may still be applied: "
                    "see `forgetd status slow`)\n")  # fmt: skip
