@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import row_store_tamper
 from helpers import REPO, running_daemon, train_small_store
 from forgetd.client import Client, HeadProofs, Receipt
 from forgetd.client.audit import AuditReport, StoreSealError, audit
@@ -325,24 +326,14 @@ def test_replaced_live_store_file_fails_the_data_check(case: Forgotten, target: 
 
 def test_forgotten_row_put_back_fails_the_data_check(case: Forgotten) -> None:
     victim = case.ids[4]
-    vault = sqlite3.connect(case.store / "audit/genesis/rows.sqlite")
-    row = vault.execute("SELECT ord, id, y, x FROM rows WHERE id = ?", (victim,)).fetchone()
-    vault.close()
-    live = sqlite3.connect(case.store / "rows.sqlite")
-    live.execute("INSERT INTO rows (ord, id, y, x) VALUES (?, ?, ?, ?)", row)
-    live.commit()
-    live.close()
+    row_store_tamper.put_back(case.store / "audit/genesis/rows.sqlite", case.store / "rows.sqlite", victim)
     first = failed(audit(case.store), "data")
     applied = case.receipts[4].applied_seq
     assert first.startswith(f"seq {applied}: the row of a subject forgotten at seq {applied} is in the live data store")
 
 
 def test_edited_training_row_fails_the_data_check(case: Forgotten) -> None:
-    live = sqlite3.connect(case.store / "rows.sqlite")
-    ord_, y = live.execute("SELECT ord, y FROM rows ORDER BY ord DESC LIMIT 1").fetchone()
-    live.execute("UPDATE rows SET y = ? WHERE ord = ?", (1 - y, ord_))  # a flipped label: later retrains learn it
-    live.commit()
-    live.close()
+    ord_, y = row_store_tamper.flip_last_label(case.store / "rows.sqlite")  # later retrains would learn it
     first = failed(audit(case.store), "data")
     assert first == (f"training row ord {ord_} (not forgotten) differs from the vault audit/genesis's "
                      f"(expected ord {ord_}, y {y}, actual ord {ord_}, y {1 - y})")
@@ -350,10 +341,7 @@ def test_edited_training_row_fails_the_data_check(case: Forgotten) -> None:
 
 def test_vault_missing_a_forgotten_row_cannot_replay(case: Forgotten) -> None:
     # The vault is what replay needs: a row erased from it behind the ledger's back is named, not a crash.
-    conn = sqlite3.connect(case.store / "audit/genesis/rows.sqlite")
-    conn.execute("DELETE FROM rows WHERE id = ?", (case.ids[0],))
-    conn.commit()
-    conn.close()
+    row_store_tamper.drop(case.store / "audit/genesis/rows.sqlite", case.ids[0])
     assert "the vault's training rows differ" in failed(audit(case.store), "genesis")
 
 
@@ -429,10 +417,7 @@ def _store_bytes(root: Path) -> bytes:
 
 
 def test_seal_drops_the_old_vault_and_later_audits_replay_from_the_new_one(case: Forgotten) -> None:
-    vault = sqlite3.connect(case.store / "audit/genesis/rows.sqlite")
-    held = [x for (x,) in vault.execute("SELECT x FROM rows WHERE id IN (%s)" % ",".join("?" * len(case.ids)),
-                                          case.ids)]
-    vault.close()
+    held = row_store_tamper.features(case.store / "audit/genesis/rows.sqlite", list(case.ids))
     assert len(held) == len(case.ids)
     before = _store_bytes(case.store)
     assert all(x in before for x in held)  # the genesis vault holds the forgotten rows, pending a seal

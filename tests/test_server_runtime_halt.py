@@ -144,7 +144,7 @@ def test_a_reader_holding_the_row_store_delays_the_erasure_and_the_worker_finish
         features = rows.load([victim])[1][0].tobytes()
     reader = sqlite3.connect(store / "rows.sqlite", isolation_level=None)
     reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM rows").fetchone()  # a read snapshot the erasure's checkpoint waits on
+    reader.execute("SELECT count(*) FROM meta").fetchone()  # a read snapshot the erasure's checkpoint waits on
     answers: list[upb.ForgetResponse] = []
     with running_daemon(store) as running:
         _, unlearning = running.stubs()

@@ -22,7 +22,8 @@ from forgetd.client.errors import StoreUnreadable
 __all__ = ["ROWS_FORMAT", "StoreUnreadable", "integrity_problems", "iter_rows", "live_parameters", "npy_last_row",
            "read_json", "rows_digest", "sha256_file"]
 
-ROWS_FORMAT = "forgetd.rowstore.v1"
+ROWS_FORMAT = "forgetd.rowstore.v1"  # also the rows digest's domain tag, in either format
+ROWS_FORMAT_V2 = "forgetd.rowstore.v2"  # rows packed in blocks; erased slots are zeros with live = 0
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -132,11 +133,30 @@ def iter_rows(path: Path, *, immutable: bool = False) -> Iterator[tuple[int, Any
     try:
         conn = _connect(path, immutable=immutable)
         try:
-            yield from conn.execute("SELECT ord, id, y, x FROM rows ORDER BY ord")
+            yield from _stored_rows(conn, path, dict(conn.execute("SELECT key, value FROM meta").fetchall()))
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreUnreadable(f"{path}: not a readable row store ({exc})") from None
+
+
+def _stored_rows(conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(ord, id, y, x) of every stored row in ordinal order, from a v1 file (a record a row) or a v2 one (blocks
+    of rows_per_block slots: live flags, <i8 labels, <u4 id ends, UTF-8 ids end to end, <f4 features)."""
+    if meta.get("format") != ROWS_FORMAT_V2:
+        yield from conn.execute("SELECT ord, id, y, x FROM rows ORDER BY ord")
+        return
+    try:
+        per_block, width = int(meta["rows_per_block"]), 4 * int(meta["num_features"])
+        for blk, live, ys, id_ends, ids, x in conn.execute(
+                "SELECT blk, live, y, id_ends, ids, x FROM blocks ORDER BY blk"):
+            ends = struct.unpack(f"<{len(live)}I", id_ends)
+            for slot in (s for s in range(len(live)) if live[s]):
+                sid = ids[ends[slot - 1] if slot else 0: ends[slot]].decode("utf-8")
+                label = struct.unpack_from("<q", ys, 8 * slot)[0]
+                yield blk * per_block + slot, sid, label, x[width * slot: width * (slot + 1)]
+    except (KeyError, ValueError, TypeError, struct.error) as exc:
+        raise StoreUnreadable(f"{path}: a malformed row store block ({exc})") from None
 
 
 def rows_digest(path: Path, *, immutable: bool = False) -> tuple[str, int]:
@@ -145,13 +165,14 @@ def rows_digest(path: Path, *, immutable: bool = False) -> tuple[str, int]:
         conn = _connect(path, immutable=immutable)
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            rows = conn.execute("SELECT id, y, x FROM rows ORDER BY ord").fetchall()
+            if meta.get("format") not in (ROWS_FORMAT, ROWS_FORMAT_V2):
+                raise StoreUnreadable(f"{path}: row store format {meta.get('format')!r}, expected {ROWS_FORMAT!r} "
+                                      f"or {ROWS_FORMAT_V2!r}")
+            rows = [(sid, y, x) for _o, sid, y, x in _stored_rows(conn, path, meta)]
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreUnreadable(f"{path}: not a readable row store ({exc})") from None
-    if meta.get("format") != ROWS_FORMAT:
-        raise StoreUnreadable(f"{path}: row store format {meta.get('format')!r}, expected {ROWS_FORMAT!r}")
     features = int(meta["num_features"])
     h = hashlib.sha256(ROWS_FORMAT.encode() + b"\0")
     h.update(features.to_bytes(8, "big"))

@@ -3,22 +3,25 @@
 Forgetting a sample must leave no copy of its row in the store's files. The schema and settings are chosen
 so that a byte search of the folder finds nothing after `erase` returns:
 
-- `PRAGMA secure_delete=ON`: SQLite zeroes deleted cells and freed pages instead of only unlinking them.
-- The table is a rowid table keyed by the insertion ordinal, with **no index on the id**. Index b-trees keep
-  copies of keys as dividers in their interior pages, and deleting a leaf entry does not rewrite them, so a
-  deleted id could survive there. Interior pages of a rowid table hold only integers. Ids are looked up in
-  an in-memory map built when the store is opened (a 32k-row scan takes a few milliseconds).
+- Rows are packed in blocks (format v2, `row_blocks.py`): the file is about the size of its features, and an
+  erase overwrites the row's bytes with zeros in place instead of deleting a record, so SQLite never moves a
+  cell (a rebalanced page keeps stale copies of the cells it moved, out of `secure_delete`'s reach).
+- `PRAGMA secure_delete=ON`: SQLite zeroes deleted cells and freed pages instead of only unlinking them
+  (what v1 stores, which delete their records, rely on).
+- Rowid tables keyed by integers, with **no index on the id**. Index b-trees keep copies of keys as dividers
+  in their interior pages, and deleting a leaf entry does not rewrite them, so a deleted id could survive
+  there. Interior pages of a rowid table hold only integers. Ids are looked up in an in-memory map built
+  when the store is opened.
 - WAL journal with a `wal_checkpoint(TRUNCATE)` after every erase: new (zeroed) page images go to the WAL,
   the checkpoint writes them over the old pages in place, and the WAL is truncated to zero bytes. A
   rollback journal would instead copy the old page, row included, into a journal file.
-- Rows are written once, in ordinal order, in a fresh file, so SQLite only appends pages and never leaves
+- The file is written once, in ordinal order, in a fresh file, so SQLite only appends pages and never leaves
   stale copies of cells behind when it splits a page.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -31,11 +34,15 @@ import numpy as np
 from forgetd.server.data import hash_rows
 from forgetd.server.errors import DataError, StoreError, UnknownSample
 from forgetd.server.store.layout import fsync_dir
+from forgetd.server.store.row_blocks import BLOCKS_SCHEMA, FORMAT_V1, FORMAT_V2, Blocks, Layout, Records, rows_per_block
 from forgetd.server.store.space import is_full, no_space
 
 __all__ = ["RowStore"]
 
-_FORMAT = "forgetd.rowstore.v1"
+# The digest's domain tag: the same rows hash the same whatever the file's format (verify compares digests
+# recorded before v2 existed).
+_DIGEST_DOMAIN = FORMAT_V1
+_PAGE_SIZE = 4096  # the smallest page an erase rewrites; blocks fill pages whatever their size
 
 
 class RowStore:
@@ -44,10 +51,12 @@ class RowStore:
     Safe to share between threads: every operation holds the store's lock.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, num_features: int, ords: dict[str, int]) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, layout: Layout, ords: dict[str, int]) -> None:
         # Use RowStore.create or RowStore.open.
         self.path = path
-        self.num_features = num_features
+        self.num_features = layout.num_features
+        self.format = layout.format  # FORMAT_V2 for every store created now; FORMAT_V1 for older ones
+        self._layout = layout
         self._conn = conn
         self._ords = ords  # id -> ordinal, in insertion order
         self._lock = threading.Lock()
@@ -73,24 +82,19 @@ class RowStore:
         try:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
+                conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only takes before the first table
                 conn.execute("PRAGMA secure_delete=ON")
                 conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file header
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(
-                    """
-                    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-                    CREATE TABLE rows (ord INTEGER PRIMARY KEY, id TEXT NOT NULL, y INTEGER NOT NULL, x BLOB NOT NULL) STRICT;
-                    """
-                )
+                conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT")
+                conn.execute(BLOCKS_SCHEMA)
+                block_rows = rows_per_block(X.shape[1])
                 conn.execute("BEGIN")
                 conn.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
-                    [("format", _FORMAT), ("num_features", str(X.shape[1]))],
+                    [("format", FORMAT_V2), ("num_features", str(X.shape[1])), ("rows_per_block", str(block_rows))],
                 )
-                conn.executemany(
-                    "INSERT INTO rows (ord, id, y, x) VALUES (?, ?, ?, ?)",
-                    ((i, sid, int(label), X[i].tobytes()) for i, (sid, label) in enumerate(zip(ids, y.tolist()))),
-                )
+                Blocks.write(conn, ids, X, y, block_rows)
                 conn.execute("COMMIT")
                 _checkpoint(conn, tmp)
             finally:
@@ -128,11 +132,9 @@ class RowStore:
             # A crash between an erase's commit and its checkpoint leaves the zeroed pages in the WAL; fold
             # them into the main file now so the old row bytes do not outlive the restart.
             _checkpoint(conn, path)
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("format") != _FORMAT:
-                raise StoreError(f"{path}: format is {meta.get('format')!r}, expected {_FORMAT!r}")
-            num_features = int(meta["num_features"])
-            ords = {sid: o for o, sid in conn.execute("SELECT ord, id FROM rows ORDER BY ord")}
+            layout = _layout(path, dict(conn.execute("SELECT key, value FROM meta").fetchall()))
+            conn.execute(f"PRAGMA mmap_size={layout.mmap_bytes}")
+            ords = layout.index(conn)
         except sqlite3.DatabaseError as e:
             conn.close()
             if is_full(e):  # the WAL's first pages, or the checkpoint, need room
@@ -141,7 +143,7 @@ class RowStore:
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn, num_features, ords)
+        return cls(path, conn, layout, ords)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -163,34 +165,22 @@ class RowStore:
             conn = self._checked_conn()
             if ids is None:
                 # The ids come from the in-memory map (same order); reading them from SQLite too costs a third more.
-                rows = conn.execute("SELECT ord, y, x FROM rows ORDER BY ord").fetchall()
                 out_ids = list(self._ords)
-                if len(rows) != len(out_ids):
-                    raise StoreError(f"{self.path}: holds {len(rows)} rows, expected {len(out_ids)}; changed behind this store's back")
+                X, y = self._layout.load_all(conn, list(self._ords.values()))
             else:
                 out_ids = list(ids)
                 missing = [i for i in out_ids if i not in self._ords]
                 if missing:
                     raise UnknownSample(missing)
-                wanted = sorted({self._ords[i] for i in out_ids})
-                by_ord = {
-                    r[0]: r
-                    for r in conn.execute(
-                        "SELECT ord, y, x FROM rows WHERE ord IN (SELECT value FROM json_each(?))",
-                        (json.dumps(wanted),),
-                    )
-                }
-                rows = [by_ord[self._ords[i]] for i in out_ids]
-        F = self.num_features
-        X = np.frombuffer(b"".join([r[2] for r in rows]), dtype="<f4").reshape(len(rows), F).astype(np.float32)
-        y = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+                X, y = self._layout.load_some(conn, [self._ords[i] for i in out_ids])
         return out_ids, X, y
 
     def digest(self) -> str:
         """Hex SHA-256 of the current rows in insertion order: b"forgetd.rowstore.v1\\0", the feature count as
-        u64 big-endian, then the rows encoded as `forgetd.server.data.hash_rows` documents."""
+        u64 big-endian, then the rows encoded as `forgetd.server.data.hash_rows` documents. The same for the
+        same rows in either file format."""
         ids, X, y = self.load()
-        h = hashlib.sha256(_FORMAT.encode() + b"\0")
+        h = hashlib.sha256(_DIGEST_DOMAIN.encode() + b"\0")
         h.update(self.num_features.to_bytes(8, "big"))
         hash_rows(h, ids, X, y)
         return h.hexdigest()
@@ -213,14 +203,9 @@ class RowStore:
             if not wanted:
                 return
             ords = [self._ords[i] for i in wanted]
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # one transaction: a crash leaves every row or none of them
             try:
-                cur = conn.execute("DELETE FROM rows WHERE ord IN (SELECT value FROM json_each(?))", (json.dumps(ords),))
-                if cur.rowcount != len(ords):
-                    raise StoreError(
-                        f"{self.path}: expected to delete {len(ords)} rows, deleted {cur.rowcount}; "
-                        "the file was changed behind this store's back"
-                    )
+                self._layout.erase(conn, ords)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -275,6 +260,19 @@ def _check_rows(ids: list[str], X: np.ndarray, y: np.ndarray) -> None:
         if sid in seen:
             raise DataError(f"row store: row {i}: duplicate id {sid!r}")
         seen.add(sid)
+
+
+def _layout(path: Path, meta: dict[str, str]) -> Layout:
+    fmt = meta.get("format")
+    try:
+        if fmt == FORMAT_V2:
+            return Blocks(path, int(meta["num_features"]), int(meta["rows_per_block"]))
+        if fmt == FORMAT_V1:
+            return Records(path, int(meta["num_features"]))
+    except (KeyError, ValueError) as e:
+        raise StoreError(f"{path}: the row store's meta table is incomplete ({e}); the store is damaged") from None
+    raise StoreError(f"{path}: row store format {fmt!r}; this forgetd reads {FORMAT_V2!r} and {FORMAT_V1!r} "
+                     "(a newer forgetd wrote it: upgrade, or retrain the store)")
 
 
 def _checkpoint(conn: sqlite3.Connection, path: Path) -> None:
