@@ -76,6 +76,20 @@ class InferenceTimer:
             self._series.failure.inc()
 
 
+class _LedgerCommits:
+    """Group commit (runtime/group_commit.py): entries / commits is how many Forgets one fsync acknowledged."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commits = Counter("forgetd_ledger_commits", "Ledger commits (one transaction, one fsync each) that "
+                               "made admitted Forget requests durable", registry=registry)
+        self.entries = Counter("forgetd_ledger_committed_entries", "forget.requested entries those commits made "
+                               "durable", registry=registry)
+
+    def record(self, entries: int) -> None:
+        self.commits.inc()
+        self.entries.inc(entries)
+
+
 class Metrics:
     """The metrics of one daemon and the calls that record them (module docstring)."""
 
@@ -107,6 +121,7 @@ class Metrics:
                                          "got (strategy) and its guarantee", ("strategy", "guarantee"), registry=r)
         self.acknowledged = Counter("forgetd_unlearning_requests_acknowledged", "Forget requests made durable "
                                     "and acknowledged (repeats of a request id not counted)", registry=r)
+        self._commits = _LedgerCommits(r)
         self.applied = Counter("forgetd_unlearning_requests_applied", "Forget requests applied and live",
                                registry=r)
         self._gauges = {
@@ -188,6 +203,10 @@ class Metrics:
 
     def request_acknowledged(self) -> None:
         self.acknowledged.inc()
+
+    def ledger_commit(self, entries: int) -> None:
+        """One group commit of `entries` admitted Forgets became durable."""
+        self._commits.record(entries)
 
     def batch_applied(self, applied: Mapping[str, Any], requests: int, completion_seconds: float) -> None:
         """Records one applied batch from its forget.applied payload (server/runtime/events.py's schema). Never

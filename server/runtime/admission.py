@@ -1,7 +1,10 @@
 """Admission of Forget requests: validate against the live data, make durable, queue for the worker.
 
 Admission threads only validate and append `forget.requested` (durable before the answer); they never touch
-the engine. A NOT_FOUND or a conflict writes nothing.
+the engine. A NOT_FOUND or a conflict writes nothing. The append goes through the ledger writer's group
+committer (group_commit.py): validation holds the runtime lock, the commit does not, so Forgets arriving while
+one commit is in flight are validated meanwhile and share the next commit's fsync. The committer folds each
+commit's entries and queues their requests under the lock, in seq order, before any caller is answered.
 
 Every identifier the API takes (request ids, sample ids, the HTTP front's idempotency keys, which are request
 ids) is put in one form here, by `canonical_id`, before anything is looked up or written: Unicode NFC, the
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from forgetd.ledger import subject_ref
+from forgetd.ledger import Entry, subject_ref
 
 from forgetd.server.errors import InvalidRequest, NotServing, RequestIdConflict, RequestNotFound, UnknownSample
 from forgetd.server.errors import shown_id
@@ -94,11 +98,25 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class _Admitting:
+    """A request validated and on its way into the ledger: what a second call with its request id compares
+    against, and what the fold needs to queue it once durable."""
+
+    request_id: str
+    ids: tuple[str, ...]
+    durable: threading.Event  # set once its append has returned or failed
+
+
 class Admission:
     def __init__(self, state: RuntimeState, metrics: Metrics, model: str = MLP) -> None:
         self._state = state
         self._metrics = metrics
         self._model = model  # the store's model family: which strategies it applies (vocabulary.check_supported)
+        # Request ids validated but not yet durable (guarded by state.lock): a second call with one of them waits
+        # for the first, then answers as it would have after it (the first's view, a conflict, or its own try).
+        self._admitting: dict[str, _Admitting] = {}
+        self._committer = state.ledger.grouped(self._fold_durable)
 
     def submit(self, sample_ids: Sequence[str], strategy: str, request_id: str) -> RequestView:
         """Validates a Forget against the live data and makes it durable; NOT_FOUND or a conflict writes nothing.
@@ -109,28 +127,75 @@ class Admission:
         refs = [subject_ref(state.subject_key, i) for i in ids]
         if len(set(refs)) != len(refs):
             raise InvalidRequest("two sample ids are the same id after Unicode NFC normalisation; name it once")
-        with state.lock:
-            if state.stopping:
-                raise NotServing("the server is shutting down; send the Forget again once it is back")
-            known = state.fold.requests.get(request_id)
-            if known is not None:
-                if known.subjects != tuple(refs) or known.strategy != strategy:
-                    raise RequestIdConflict(f"request_id {shown_id(request_id)} was already used (seq {known.seq}) "
-                                            "for other samples or another strategy; use a new request_id")
-                return self._view(request_id, False).named(ids)
-            if state.halt_reason is not None:
-                raise NotServing(f"forgetting is halted: {state.halt_reason}")
-            check_supported(strategy, self._model)  # before anything is written: the worker could never apply it
-            unknown = [i for i, r in zip(ids, refs) if r not in state.remaining and r not in state.fold.forgotten]
-            if unknown:
-                raise UnknownSample(unknown, example=next(iter(state.remaining.values()), None))
-            payload = events.requested_payload(request_id, refs, strategy, _now())
-            entry = state.append(events.FORGET_REQUESTED, payload, events.requested_event_id(request_id))
-            state.enqueue(state.fold.requests[request_id], ids)
-            state.work.notify()
-            self._metrics.request_acknowledged()
-            log.debug("forget %s requested at seq %d (%d ids, %s)", request_id, entry.seq, len(ids), strategy)
+        while True:
+            with state.lock:
+                answer = self._admit(request_id, ids, refs, strategy)
+            if isinstance(answer, RequestView):
+                return answer
+            if isinstance(answer, threading.Event):
+                answer.wait()  # another call is admitting this request id: answer as if after it
+                continue
+            return self._append(answer, refs, strategy)
+
+    def _admit(self, request_id: str, ids: tuple[str, ...], refs: list[str],
+               strategy: str) -> RequestView | _Admitting | threading.Event:
+        """Under the lock: the answer when the request id is known, the call to wait for when it is being
+        admitted, else this call's reservation once the request is valid (nothing written yet)."""
+        state = self._state
+        if state.stopping:
+            raise NotServing("the server is shutting down; send the Forget again once it is back")
+        known = state.fold.requests.get(request_id)
+        if known is not None:
+            if known.subjects != tuple(refs) or known.strategy != strategy:
+                raise RequestIdConflict(f"request_id {shown_id(request_id)} was already used (seq {known.seq}) "
+                                        "for other samples or another strategy; use a new request_id")
             return self._view(request_id, False).named(ids)
+        if request_id in self._admitting:
+            return self._admitting[request_id].durable
+        if state.halt_reason is not None:
+            raise NotServing(f"forgetting is halted: {state.halt_reason}")
+        check_supported(strategy, self._model)  # before anything is written: the worker could never apply it
+        unknown = [i for i, r in zip(ids, refs) if r not in state.remaining and r not in state.fold.forgotten]
+        if unknown:
+            raise UnknownSample(unknown, example=next(iter(state.remaining.values()), None))
+        admitting = _Admitting(request_id, ids, threading.Event())
+        self._admitting[request_id] = admitting
+        return admitting
+
+    def _append(self, admitting: _Admitting, refs: list[str], strategy: str) -> RequestView:
+        """Appends `forget.requested` through the group committer (durable when it returns; the fold has queued
+        it by then) and answers; a failed append writes nothing and frees the request id."""
+        request_id = admitting.request_id
+        payload = events.requested_payload(request_id, refs, strategy, _now())
+        event = (events.FORGET_REQUESTED, payload, events.requested_event_id(request_id))
+        try:
+            entry = self._committer.append(event, admitting)
+        finally:
+            with self._state.lock:
+                del self._admitting[request_id]
+            admitting.durable.set()
+        self._metrics.request_acknowledged()
+        log.debug("forget %s requested at seq %d (%d ids, %s)", request_id, entry.seq, len(admitting.ids), strategy)
+        with self._state.lock:
+            return self._view(request_id, False).named(admitting.ids)
+
+    def _fold_durable(self, durable: Sequence[tuple[Entry, _Admitting]]) -> None:
+        """On the committer's thread, after a commit and before its callers are answered: fold its entries (and
+        first any another process appended, as RuntimeState.append does) and queue its requests, in seq order."""
+        state = self._state
+        with state.lock:
+            fold = state.fold
+            for entry, admitting in durable:
+                if entry.seq > fold.size + 1:
+                    for missed in state.ledger.read(fold.size + 1, entry.seq - 1 - fold.size):
+                        fold.add(missed.seq, missed.type, missed.leaf_hash, missed.payload)
+                if entry.seq > fold.size:  # else folded already by a worker append that came in between
+                    fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
+                rid = admitting.request_id
+                if rid not in state.pending and rid not in fold.applied_by_request:
+                    state.enqueue(fold.requests[rid], admitting.ids)
+            state.work.notify()
+        self._metrics.ledger_commit(len(durable))
 
     def request(self, request_id: str, *, reveal_ids: bool = False) -> RequestView:
         """The request as it stands; with `reveal_ids` (a caller allowed to see them) the sample ids it named

@@ -1,9 +1,12 @@
 """The daemon's side of the ledger: one serialised connection, signed heads, proofs and paged reads.
 
-The daemon is the ledger's only writer while it runs; admission threads and the worker append through
-`LedgerWriter.append`. A head is taken under the appends' lock together with a snapshot of the Merkle tree,
-and its proofs are built from that snapshot after the lock is released: a receipt's proof is made against
-exactly the head it carries, and a caller asking for many proofs never holds up an acknowledgement.
+The daemon is the ledger's only writer while it runs; the worker appends through `LedgerWriter.append`, and
+admission threads through the group committer `LedgerWriter.grouped` makes (group_commit.py): Forgets that
+arrive while a commit is in flight share the next one, each caller answered once its own entry is durable.
+A head is taken under the appends' lock together with a snapshot of the Merkle tree, and its proofs are built
+from that snapshot after the lock is released: a proof is made against exactly the head it carries, and a
+caller asking for many proofs never holds up an acknowledgement. A receipt's head is the one each commit
+leaves behind (taken at the commit, read without the lock), so an answer never waits for the next fsync.
 
 Every head the daemon signs is signed twice by the head key: the forgetd head message (signing.py) and the
 same head as a C2SP checkpoint (c2sp.org/tlog-checkpoint, ledger/checkpoint.py) under the origin genesis
@@ -18,13 +21,14 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from forgetd.ledger import Entry, Head, Ledger, checkpoint_for_head, checkpoint_signer, default_origin, sign_checkpoint
 from forgetd.ledger.merkle import TreeSnapshot
 from forgetd.ledger.signing import load_or_create_signing_key, sign_head
 
 from forgetd.server.errors import InvalidRequest
+from forgetd.server.runtime.group_commit import MAX_GROUP, Event, GroupCommitter
 
 __all__ = ["READ_PAGE", "MAX_INCLUSION_PROOFS", "HeadWithSignature", "InclusionPath", "ConsistencyPath", "HeadWithProofs", "LedgerWriter"]
 
@@ -33,6 +37,8 @@ READ_PAGE = 256
 # Inclusion proofs one GetLedgerHead may ask for: each is ~log2(size) hashes, so a caller asking for every seq
 # of a large ledger would otherwise build a reply of tens of MB.
 MAX_INCLUSION_PROOFS = 1000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class LedgerWriter:
         self._key = load_or_create_signing_key(key_path)
         self.public_key: bytes = self._key.public_key
         self._lock = threading.Lock()
+        self._sign_lock = threading.Lock()  # guards the signed-head cache and the signer (receipts sign outside _lock)
         self._signed: _Signed | None = None  # the last head signed
         self._published: _Signed | None = None  # the newest head the witness quorum cosigned
         self.origin = ""  # the checkpoints' origin line and the verifier key under it (use_origin sets both)
@@ -99,10 +106,14 @@ class LedgerWriter:
         self.use_origin(default_origin(self.public_key))
         self._grown = threading.Condition()  # notified after every append (the witnessing thread waits on it)
         self._appended = self._ledger.head().size
+        self._committers: list[GroupCommitter[Any]] = []  # drained by close, before the ledger closes
+        # The head right after this writer's last commit and the tree up to it: what receipts are made against
+        # (one assignment, read without the appends' lock). Heads are signed under their own lock for that.
+        self._committed: tuple[Head, TreeSnapshot] | None = None
 
     def use_origin(self, origin: str) -> None:
         """Sign checkpoints under `origin` from now on: recovery sets the one genesis committed, before serving."""
-        with self._lock:
+        with self._lock, self._sign_lock:
             self._signer = checkpoint_signer(self._key, origin)
             self.origin = origin
             self.verifier_key = self._signer.verifier().vkey
@@ -110,12 +121,30 @@ class LedgerWriter:
 
     def append(self, event_type: str, payload: Mapping[str, Any], *, event_id: str) -> Entry:
         """Appends durably (the ledger fsyncs before returning); an event_id already there returns its entry."""
+        return self.append_many([(event_type, payload, event_id)])[0]
+
+    def append_many(self, events: Sequence[Event]) -> list[Entry]:
+        """Appends `events` in one transaction (one fsync), chained in order; all or nothing."""
         with self._lock:
-            entry = self._ledger.append(event_type, dict(payload), event_id=event_id)
+            entries = self._ledger.append_many([(t, dict(p), e) for t, p, e in events])
+            self._committed = (self._ledger.head(), self._ledger.snapshot())
         with self._grown:
-            self._appended = max(self._appended, entry.seq)
+            self._appended = max([self._appended, *(entry.seq for entry in entries)])
             self._grown.notify_all()
-        return entry
+        return entries
+
+    def grouped(self, on_durable: Callable[[Sequence[tuple[Entry, T]]], None], *,
+                max_batch: int = MAX_GROUP) -> GroupCommitter[T]:
+        """A group committer appending here: `on_durable` gets each commit's entries (and the callers' tags) in
+        seq order before any of its callers is answered. `close` drains it first."""
+        committer: GroupCommitter[T] = GroupCommitter(self.append_many, on_durable, max_batch=max_batch)
+        self._committers.append(committer)
+        return committer
+
+    @property
+    def committers(self) -> tuple[GroupCommitter[Any], ...]:
+        """The group committers `grouped` made (their stats show how many entries shared each commit)."""
+        return tuple(self._committers)
 
     def wait_appended(self, after: int, timeout: float | None, stop: Callable[[], bool] = lambda: False) -> int:
         """Blocks until an append takes the ledger beyond `after` entries, `stop()` is true when `wake` is called,
@@ -170,12 +199,18 @@ class LedgerWriter:
 
     def receipt_proofs(self, seqs: Sequence[int]) -> HeadWithProofs:
         """Proofs of a receipt's entries against the newest head the witness quorum cosigned when it holds them
-        all (`published`), else against the signed current head."""
-        with self._lock:
-            published = self._published
-            cosigned = published is not None and all(seq <= published.head.size for seq in seqs)
-            signed = published if published is not None and cosigned else self._sign(self._ledger.head())
-            tree = self._ledger.snapshot()
+        all (`published`), else against the signed head of the last commit (the current head once another
+        process has appended). Taken without the appends' lock when the last commit holds the entries: an
+        answer never waits for the next commit's fsync."""
+        published = self._published
+        cosigned = published is not None and all(seq <= published.head.size for seq in seqs)
+        known = self._committed
+        needed = max([published.head.size if published is not None and cosigned else 0, *seqs])
+        if known is None or known[1].size < needed:
+            with self._lock:
+                known = (self._ledger.head(), self._ledger.snapshot())
+        head, tree = known
+        signed = published if published is not None and cosigned else self._sign(head)
         return self._proofs(signed, tree, None, seqs, published=cosigned)
 
     def _proofs(self, signed: _Signed, tree: TreeSnapshot, consistency_from: int | None,
@@ -200,10 +235,11 @@ class LedgerWriter:
 
     def _sign(self, head: Head) -> _Signed:
         # Heads repeat between appends (every read answers with one); sign each only once.
-        if self._signed is None or self._signed.head != head:
-            checkpoint = sign_checkpoint(checkpoint_for_head(head, self.origin), self._signer)
-            self._signed = _Signed(head, sign_head(self._key, head).signature, checkpoint)
-        return self._signed
+        with self._sign_lock:
+            if self._signed is None or self._signed.head != head:
+                checkpoint = sign_checkpoint(checkpoint_for_head(head, self.origin), self._signer)
+                self._signed = _Signed(head, sign_head(self._key, head).signature, checkpoint)
+            return self._signed
 
     # -- what the witnessing thread asks --------------------------------------------------------------------
 
@@ -235,5 +271,7 @@ class LedgerWriter:
         return published.head.size if published is not None else 0
 
     def close(self) -> None:
+        for committer in self._committers:
+            committer.close()  # what was queued is committed (and answered) before the connection goes
         with self._lock:
             self._ledger.close()

@@ -1,0 +1,217 @@
+"""`forgetd bench admission` (wired into `forgetd bench` by client/cli/main.py): acknowledged Forgets per second
+through the real gRPC daemon, with 1 and with N concurrent clients, beside raw single-commit SQLite.
+
+Figures, not a test. Each Forget is sent with wait=false, so the figure is admission (validate, append
+`forget.requested` durably, answer with a receipt), not unlearning; every request names its own sample of a
+freshly trained small store, and the worker applies them in the background (DPUS, the cheapest strategy).
+The yardstick is raw SQLite on the same disk in the same run: the ledger's file settings (WAL,
+synchronous=FULL), one BEGIN IMMEDIATE + INSERT + COMMIT per row of the same size, from 1 and from N threads
+with a connection each. Raw single-commit SQLite pays one fsync per row however many threads write; group
+commit lets the daemon pay one per commit, shared by every Forget that arrived while the previous was in
+flight, with the same durability: no Forget is answered before its own entry is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+
+from forgetd.ledger.merkle import HASH_SIZE
+from forgetd.ledger.schema import COLUMNS, TABLE_SQL, connect
+from forgetd.v1 import unlearning_service_pb2, unlearning_service_pb2_grpc
+
+from forgetd.server.api.convert import STRATEGY_TO_PROTO
+from forgetd.server.config import ServerConfig
+from forgetd.server.vocabulary import DPUS
+
+__all__ = ["admission_figures", "format_admission", "admission"]
+
+_INSERT = f"INSERT INTO raw ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def admission_figures(clients: int = 8, requests: int = 400, store_dir: str | Path | None = None,
+                      progress: Callable[[str], None] = lambda _m: None, *, rounds: int = 4) -> dict[str, Any]:
+    """Acknowledged Forgets/s with 1 and `clients` concurrent clients (`requests` Forgets each) through the real
+    daemon, raw single-commit SQLite inserts/s with 1 and `clients` threads (`requests` rows each), and their
+    ratios. The four run in alternating `rounds`, so that a noisy disk slows all alike. Everything lives in a
+    temporary folder under `store_dir` (the disk measured; the system's temporary folder by default) and is
+    removed afterwards."""
+    if clients < 1 or rounds < 1 or requests < clients * rounds:
+        raise ValueError(f"requests ({requests}) must be at least clients x rounds ({clients} x {rounds})")
+    with tempfile.TemporaryDirectory(prefix="forgetd-admission-", dir=store_dir) as tmp:
+        root = Path(tmp)
+        progress(f"training a {4 * requests}-row synthetic store in {root}")
+        _train(root / "store", 4 * requests)
+        seconds, per_commit, row_bytes = _measure(root, clients, requests, rounds, progress)
+    forgets = {n: requests / seconds[("forgetd", n)] for n in (1, clients)}
+    raw = {n: requests / seconds[("raw", n)] for n in (1, clients)}
+    return {
+        "clients": clients, "requests": requests, "rounds": rounds, "row_bytes": row_bytes,
+        "disk": str(Path(store_dir or tempfile.gettempdir()).resolve()),
+        "forgets_per_s": {"1": forgets[1], str(clients): forgets[clients]},
+        "raw_sqlite_commits_per_s": {"1": raw[1], str(clients): raw[clients]},
+        "entries_per_commit": {"1": per_commit[1], str(clients): per_commit[clients]},
+        "ratios": {f"forgets_{clients}_clients/raw_1_thread": forgets[clients] / raw[1],
+                   f"forgets_{clients}_clients/raw_{clients}_threads": forgets[clients] / raw[clients],
+                   "forgets_1_client/raw_1_thread": forgets[1] / raw[1],
+                   f"forgets_{clients}_clients/forgets_1_client": forgets[clients] / forgets[1]},
+    }
+
+
+def _measure(root: Path, clients: int, requests: int, rounds: int, progress: Callable[[str], None]
+             ) -> tuple[dict[tuple[str, int], float], dict[int, float], int]:
+    """Seconds per (what, clients), entries per commit per client count, a forget.requested envelope's size."""
+    from forgetd.server.daemon.server import create_server
+
+    daemon, port = create_server(ServerConfig(store=root / "store", listen="127.0.0.1:0", device="cpu"))
+    with daemon, multiprocessing.get_context("spawn").Pool(1) as pool:
+        # The clients run in their own process, as real clients do: sharing the daemon's GIL would charge
+        # their work to the daemon.
+        ids = sorted(daemon.runtime.engine.sample_ids())
+        target, committer = f"127.0.0.1:{port}", daemon.runtime.ledger.committers[0]
+        pool.apply(_send, (target, [ids[-1:]]))  # warms the channel; its entry gives the row size
+        row_bytes = len(next(e for e in daemon.runtime.ledger.read(1, None) if e.type == "forget.requested").envelope)
+        seconds: dict[tuple[str, int], float] = {(w, n): 0.0 for w in ("forgetd", "raw") for n in (1, clients)}
+        entries = {1: [0, 0], clients: [0, 0]}  # entries, commits
+        step = requests // rounds
+        for r in range(rounds):
+            progress(f"round {r + 1}/{rounds}: {step} Forgets (wait=false) and {step} raw SQLite commits, from 1 "
+                     f"and from {clients} clients")
+            for n in (1, clients):
+                first = (2 * r + (n != 1)) * step
+                seconds[("raw", n)] += _raw_seconds(root / f"raw-{n}.db", n, r * step, step, row_bytes)
+                chunk = ids[first:first + step]
+                before = committer.stats()
+                seconds[("forgetd", n)] += pool.apply(_send, (target, [chunk[i::n] for i in range(n)]))
+                after = committer.stats()
+                entries[n][0] += after.entries - before.entries
+                entries[n][1] += after.commits - before.commits
+                pool.apply(_drain, (target, chunk[-1:]))  # the worker catches up before the next figure
+        return seconds, {n: e / max(1, c) for n, (e, c) in entries.items()}, row_bytes
+
+
+def _train(path: Path, rows: int) -> None:
+    from forgetd.server.config import EngineConfig
+    from forgetd.server.data import load_dataset
+    from forgetd.server.engine.engine import Engine
+
+    config = EngineConfig(slices=4, epochs=1, epoch_schedule="per-step", hidden_sizes=(16, 16), batch_size=32,
+                          seed=0, device="cpu")  # small: the figure is admission, and DPUS stays cheap
+    Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
+
+
+def _send(target: str, chunks: Sequence[Sequence[str]]) -> float:
+    """In the client process: each chunk's Forgets, one at a time, from a thread of its own, all started
+    together; the seconds until the last is acknowledged."""
+    channel = grpc.insecure_channel(target)
+    stub = unlearning_service_pb2_grpc.UnlearningServiceStub(channel)
+    start = threading.Barrier(len(chunks) + 1)
+    failures: list[BaseException] = []
+
+    def client(chunk: Sequence[str]) -> None:
+        start.wait()
+        try:
+            for sample in chunk:
+                stub.Forget(unlearning_service_pb2.ForgetRequest(
+                    sample_ids=[sample], strategy=STRATEGY_TO_PROTO[DPUS], request_id=f"bench-{sample}",
+                    wait=False))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the bench's process
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    channel.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} Forget(s) failed; the first: {failures[0]}")
+    return elapsed
+
+
+def _drain(target: str, last: Sequence[str]) -> None:
+    """Waits (wait=true, same request id) until the run's last Forget is applied: the queue is in ledger order."""
+    with grpc.insecure_channel(target) as channel:
+        unlearning_service_pb2_grpc.UnlearningServiceStub(channel).Forget(unlearning_service_pb2.ForgetRequest(
+            sample_ids=list(last), strategy=STRATEGY_TO_PROTO[DPUS], request_id=f"bench-{last[0]}", wait=True),
+            timeout=600)
+
+
+def _raw_seconds(path: Path, threads: int, done: int, rows: int, row_bytes: int) -> float:
+    """Seconds raw SQLite with the ledger's settings takes for `rows` more rows (after `done`): one BEGIN
+    IMMEDIATE + INSERT + COMMIT per row of `row_bytes` (a forget.requested entry's size), `threads` connections
+    writing together."""
+    setup = connect(path)
+    setup.execute(TABLE_SQL.replace("CREATE TABLE entries", "CREATE TABLE IF NOT EXISTS raw"))
+    setup.close()
+    seqs = iter(range(done + 1, done + rows + 1))
+    lock = threading.Lock()
+    start = threading.Barrier(threads + 1)
+
+    def writer() -> None:
+        conn = connect(path)
+        start.wait()
+        while True:
+            with lock:
+                seq = next(seqs, None)
+            if seq is None:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_INSERT, (seq, str(uuid.uuid4()), "forget.requested", 1, "2025-01-01T00:00:00.000000Z",
+                                   os.urandom(row_bytes), os.urandom(HASH_SIZE), os.urandom(HASH_SIZE)))
+            conn.execute("COMMIT")
+        conn.close()
+
+    workers = [threading.Thread(target=writer) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in workers:
+        t.join()
+    return time.perf_counter() - began
+
+
+def format_admission(figures: dict[str, Any]) -> str:
+    n = figures["clients"]
+    f, raw, per = figures["forgets_per_s"], figures["raw_sqlite_commits_per_s"], figures["entries_per_commit"]
+    lines = [f"forgetd bench admission ({figures['requests']} Forgets and raw commits per figure, wait=false, in "
+             f"{figures['rounds']} alternating rounds; disk {figures['disk']})",
+             "", f"{'':<34}{'1':>12}{n:>12}",
+             f"{'acknowledged Forgets/s (daemon)':<34}{f['1']:>12,.0f}{f[str(n)]:>12,.0f}",
+             f"{'entries per ledger commit':<34}{per['1']:>12.2f}{per[str(n)]:>12.2f}",
+             f"{'raw SQLite commits/s (FULL, WAL)':<34}{raw['1']:>12,.0f}{raw[str(n)]:>12,.0f}", ""]
+    lines += [f"{name:<44}{value:>8.2f}x" for name, value in figures["ratios"].items()]
+    return "\n".join(lines)
+
+
+@click.command("admission", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--requests", type=click.IntRange(min=1), default=400, show_default=True,
+              help="Forgets per run (the store is trained with four times as many rows).")
+@click.option("--dir", "store_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Where the store and the raw SQLite files go: the disk measured. Default: the temporary folder.")
+@click.option("--rounds", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def admission(clients: int, requests: int, store_dir: Path | None, rounds: int, as_json: bool) -> None:
+    """Acknowledged Forgets/s with 1 and N clients beside raw single-commit SQLite on the same disk."""
+    try:
+        figures = admission_figures(clients, requests, store_dir, progress=lambda m: click.echo(m, err=True),
+                                    rounds=rounds)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(figures, indent=2) if as_json else format_admission(figures))
