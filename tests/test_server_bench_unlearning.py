@@ -84,7 +84,8 @@ def test_cli_runs_without_bursts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "adult"], "Error: data is 'adult'; give adult:DIR, csv:PATH, npz:PATH or synthetic"),
+    (["--data", "adult"], "Error: data is 'adult'; give adult:DIR, csv:PATH, npz:PATH, purchase:NPZ, census:DIR, "
+     "olympics:CSV or synthetic"),
     (["--data", "synthetic", "--requests", "0"], "Error: requests is 0; give at least 1 (the paper uses 100)"),
     (["--data", "synthetic", "--slices", "0"], "Error: slices is 0; use at least 1 (10 is a good start)"),
     (["--data", "synthetic", "--rows", "40", "--requests", "50"],

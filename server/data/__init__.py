@@ -10,7 +10,8 @@ a malformed file is a `DataError` that names the file, the row and the column, a
 
 Where things are: dataset.py (the type, its digest, the keyed split), encoder.py (the feature encoder: raw
 rows -> features, fitted by the Adult and CSV loaders, kept in the store and used again to serve raw
-records), one module per kind (adult.py, tabular_csv.py, npz.py, synthetic.py), registry.py
+records), one module per kind (adult.py, tabular_csv.py, npz.py, synthetic.py, and purchase.py, census.py,
+olympics.py for the hybrid paper's other data sets), registry.py
 (`load_dataset`), spec.py (the `KIND:PATH` string the commands take).
 
 The names load lazily, so a command's help can read spec.py on an install without numpy.

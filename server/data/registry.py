@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from forgetd.server.data.adult import load_adult
+from forgetd.server.data.census import load_census
 from forgetd.server.data.dataset import Dataset
 from forgetd.server.data.npz import load_npz
+from forgetd.server.data.olympics import load_olympics
+from forgetd.server.data.purchase import load_purchase
 from forgetd.server.data.synthetic import load_synthetic
 from forgetd.server.data.tabular_csv import load_csv
 from forgetd.server.errors import DataError
@@ -19,6 +22,9 @@ KINDS: dict[str, Callable[..., Dataset]] = {
     "csv": load_csv,
     "npz": load_npz,
     "synthetic": load_synthetic,
+    "purchase": load_purchase,
+    "census": load_census,
+    "olympics": load_olympics,
 }
 
 
@@ -29,7 +35,11 @@ def load_dataset(kind: str, path: str | Path | None = None, **options: object) -
     training data lacks); csv takes id_column, label_column, test_fraction=0.2, seed=0, categorical_columns=(),
     unknown_category="error";
     npz takes test_fraction=0.2, seed=0 (used only without test arrays), num_classes=None;
-    synthetic takes n=2000, seed=0, features=16, classes=2, test_fraction=0.2, noise=0.5.
+    synthetic takes n=2000, seed=0, features=16, classes=2, test_fraction=0.2, noise=0.5;
+    the hybrid paper's other sets: "purchase" (Purchase-100's .npz) takes test_fraction=0.2, seed=0;
+    "census" (a folder holding census-income.data and .test) takes unknown_category="error";
+    "olympics" (athlete_events.csv) takes missing="drop" (or "mean"), test_fraction=0.2, seed=0,
+    unknown_category="error".
     """
     loader = KINDS.get(kind)
     if loader is None:

@@ -9,8 +9,9 @@ from forgetd.server.errors import DataError
 
 __all__ = ["DATA_KINDS", "DATA_SPEC_HELP", "ID_SCHEMES", "parse_data_spec"]
 
-DATA_KINDS = ("adult", "csv", "npz", "synthetic")  # what load_dataset loads (registry.KINDS: each one's loader)
-DATA_SPEC_HELP = "adult:DIR, csv:PATH, npz:PATH or synthetic"
+# What load_dataset loads (registry.KINDS: each one's loader).
+DATA_KINDS = ("adult", "csv", "npz", "synthetic", "purchase", "census", "olympics")
+DATA_SPEC_HELP = "adult:DIR, csv:PATH, npz:PATH, purchase:NPZ, census:DIR, olympics:CSV or synthetic"
 
 # How each loader names its samples: the ids `forgetd forget` takes. Only training rows can be forgotten; a
 # test-split id is answered NOT_FOUND like one that never existed. (`forgetd train --help` prints these; the
@@ -23,6 +24,12 @@ ID_SCHEMES: dict[str, str] = {
     "npz": "the strings of the file's `ids` array (`test_ids` are the test split; without them a keyed-hash "
            "split takes a fifth of `ids`)",
     "synthetic": "synthetic:<n>, n from 0 to --rows - 1 (the test rows come after: synthetic:<rows> on)",
+    "purchase": "purchase:<row>, the row's 0-based position in the file's arrays; a keyed-hash test split holds "
+                "about a fifth of them",
+    "census": "census-income.data:<line>, the row's 1-based line number in census-income.data; "
+              "census-income.test rows are the test split",
+    "olympics": "<ID>:<Games>:<Event> of the row (e.g. 1:1992 Summer:Basketball Men's Basketball; #2, #3... "
+                "on an entry the file repeats); a keyed-hash test split holds about a fifth of them",
 }
 
 
