@@ -1,10 +1,13 @@
 """Recorded parameter increments Delta_t of the update region, and the index from samples to optimizer steps.
 
-Per shard, step s in 1..S-m has one .npy file of shape (E * batches(s), P) float32, row = optimizer step t
-minus the step's first t; it is opened memory-mapped (the files are the largest thing in the store and
-nothing but DPUS reads them). The index (CSR, immutable) lists for each member the optimizer steps of
-*all* steps whose planned batch held it: t < recorded_end are recorded, the others are the residue a DPUS
-leaves behind.
+Per shard, step s in 1..S-m has one .npy file of shape (E_s * batches(s), P), row = optimizer step t minus
+the step's first t; it is opened memory-mapped (the files are the largest thing in the store and nothing but
+DPUS reads them). Its dtype is the store's stored precision (EngineConfig.increments): float32, each step's
+delta exactly, or float16, that delta rounded to nearest, ties to even (half the bytes). Either way DPUS
+subtracts exactly the stored values, so a replay that records the same steps subtracts the same bits.
+
+The index (CSR, immutable) lists for each member the optimizer steps of *all* steps whose planned batch held
+it: t < recorded_end are recorded, the others are the residue a DPUS leaves behind.
 
 Sums run in float64, sequentially in ascending t, and are applied as (theta.f64 - sum).f32: one documented
 order, so the audit's replay and the tests get the same bits.
@@ -24,19 +27,32 @@ import numpy as np
 from forgetd.server.errors import StoreError
 from forgetd.server.engine.training import Epochs, ShardLayout, build_index, step_offsets
 from forgetd.server.store.space import full_as_no_space, reserve
+from forgetd.server.vocabulary import FLOAT16_INCREMENTS, FLOAT32_INCREMENTS, INCREMENT_PRECISIONS
 
-__all__ = ["ShardIndex", "ShardIncrements", "create_increments", "subtract"]
+__all__ = ["ShardIndex", "ShardIncrements", "create_increments", "stored_dtype", "subtract"]
+
+# The numpy dtype each stored precision is written in; float16 rounds to nearest, ties to even (IEEE 754).
+_DTYPES: dict[str, np.dtype] = {FLOAT32_INCREMENTS: np.dtype("<f4"), FLOAT16_INCREMENTS: np.dtype("<f2")}
 
 
-def create_increments(path: Path, rows: int, num_params: int) -> np.ndarray:
-    """A new .npy file of (rows, num_params) float32 zeros at `path`, its space reserved, mapped writable.
+def stored_dtype(precision: str) -> np.dtype:
+    """The dtype of increments stored in `precision` (one of vocabulary.INCREMENT_PRECISIONS)."""
+    try:
+        return _DTYPES[precision]
+    except KeyError:
+        raise ValueError(f"increments precision {precision!r}; one of {', '.join(INCREMENT_PRECISIONS)}") from None
+
+
+def create_increments(path: Path, rows: int, num_params: int, precision: str = FLOAT32_INCREMENTS) -> np.ndarray:
+    """A new .npy file of (rows, num_params) zeros in `precision` at `path`, its space reserved, mapped writable.
 
     NoSpace (and no file left behind) when the file system cannot hold it."""
-    size = rows * num_params * 4
+    dtype = stored_dtype(precision)
+    size = rows * num_params * dtype.itemsize
     try:
         with full_as_no_space(path.parent, f"reserving {size / 2**20:.1f} MiB for {path.name}"):
             # open_memmap leaves the data region a hole; nothing has touched a page of the mapping yet.
-            array = np.lib.format.open_memmap(path, "w+", np.float32, (rows, num_params))
+            array = np.lib.format.open_memmap(path, "w+", dtype, (rows, num_params))
             fd = os.open(path, os.O_RDWR)
             try:
                 reserve(fd, array.offset, size)
@@ -97,6 +113,8 @@ class ShardIncrements:
         except (OSError, ValueError) as exc:
             raise StoreError(f"{path}: unreadable increments ({exc}); the store is damaged") from None
         rows = int(self.offsets[s + 1] - self.offsets[s])
+        if mm.dtype not in _DTYPES.values():
+            raise StoreError(f"{path}: increments of dtype {mm.dtype}, not float32 or float16; the store is damaged")
         if mm.ndim != 2 or mm.shape[0] != rows:
             raise StoreError(f"{path}: increments of shape {mm.shape}, expected {rows} rows; the store is damaged")
         self._maps[s] = mm
@@ -111,7 +129,8 @@ class ShardIncrements:
 
     def cumulative(self, ts: np.ndarray, num_params: int) -> dict[int, np.ndarray]:
         """For recorded steps `ts` (ascending, each once): s -> sum of Delta_t over ts with t in steps <= s
-        (float64), for every s from the first affected step to S. Steps past S-m repeat the total."""
+        (float64: a float16 or float32 row converts exactly), for every s from the first affected step to S.
+        Steps past S-m repeat the total."""
         out: dict[int, np.ndarray] = {}
         if len(ts) == 0:
             return out
