@@ -13,7 +13,7 @@ from typing import Any
 
 from forgetd.v1 import inference_service_pb2, unlearning_service_pb2
 
-__all__ = ["Certificate", "ShardCertificate", "InfluenceStep", "GoldStandard", "newton_fields_from_json"]
+__all__ = ["Certificate", "ShardCertificate", "InfluenceStep", "GoldStandard", "ShardBudget", "newton_fields_from_json"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,23 @@ class GoldStandard:
 
     @classmethod
     def from_proto(cls, m: inference_service_pb2.GoldStandard) -> GoldStandard:
+        return cls(*(getattr(m, f.name) for f in dataclasses.fields(cls)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardBudget:
+    """One linear-family shard's certified-removal budget as the live version stands (GetModel)."""
+
+    shard: int
+    budget: float  # sigma * epsilon / sqrt(2 ln(1.5 / delta))
+    bound_spent: float  # the accumulated bound since the shard was last trained
+    budget_left: float  # what later removals may still add before the shard is retrained
+    epsilon_spent: float  # the smallest epsilon the shard's model is certified for now
+    removed: int  # rows removed by certified steps since the shard was last trained
+    voided: bool  # an INFLUENCE step voided the certificate: the next CERTIFIED removal retrains the shard
+
+    @classmethod
+    def from_proto(cls, m: inference_service_pb2.ShardBudget) -> ShardBudget:
         return cls(*(getattr(m, f.name) for f in dataclasses.fields(cls)))
 
 

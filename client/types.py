@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from forgetd.client.certificates import Certificate, GoldStandard, InfluenceStep, newton_fields_from_json
+from forgetd.client.certificates import Certificate, GoldStandard, InfluenceStep, ShardBudget, newton_fields_from_json
 from forgetd.client.errors import InvalidReceipt, InvalidStrategy
 from forgetd.client.jsonable import to_jsonable
 from forgetd.client.proofs import ConsistencyProof, HeadProofs, InclusionProof, LedgerHead
@@ -118,13 +118,14 @@ class ModelConfig:
     default_strategy: str  # what "auto" resolves to: "hs" or "ohs"
     aggregation: str  # "mean" or "vote"
     model: str = "mlp"  # the model family: "mlp" or "linear" (the one STRATEGY_CERTIFIED needs)
+    epoch_schedule: str = ""  # "sisa" (E spread over the steps) or "per-step"; "" from an older server
 
     @classmethod
     def from_proto(cls, msg: inference_service_pb2.ModelConfig) -> ModelConfig:
         return cls(
             msg.shards, msg.slices, msg.epochs, msg.batch_size, msg.learning_rate, tuple(msg.hidden_sizes),
             msg.budget_samples, msg.seed, strategy_name(msg.default_strategy), msg.aggregation, msg.model or "mlp",
-        )  # fmt: skip
+            msg.epoch_schedule)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +151,7 @@ class ModelInfo:
     input_schema: InputSchema | None = None  # the raw rows it takes (Client.predict_records); None: an older server
     supported_strategies: tuple[str, ...] = ()  # what Forget accepts for this model family; () from an older server
     gold: GoldStandard | None = None  # the daemon's last gold-standard check; None before one (or without --gold-every)
+    certified_budget: tuple[ShardBudget, ...] = ()  # the linear family's, per shard; () for an MLP (or older server)
 
     @classmethod
     def from_proto(cls, msg: inference_service_pb2.GetModelResponse) -> ModelInfo:
@@ -160,7 +162,7 @@ class ModelInfo:
             InputSchema.from_proto(msg.input_schema) if msg.HasField("input_schema") else None,
             tuple(map(strategy_name, msg.supported_strategies)),
             GoldStandard.from_proto(msg.gold) if msg.HasField("gold") else None,
-        )  # fmt: skip
+            tuple(map(ShardBudget.from_proto, msg.certified_budget)))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

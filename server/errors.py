@@ -51,6 +51,11 @@ class StoreHeld(StoreError):
     """Another process holds the store's writer lock (a daemon serving it): one writer per store."""
 
 
+class ExecutorError(ForgetdError):
+    """A shard task's worker died or could not be reached, past its retries: nothing was published, the forget
+    stays pending and retrying it is safe (server/executors)."""
+
+
 class EngineError(ForgetdError):
     """A forget or plan request the engine cannot carry out."""
 

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,8 @@ class ReplayBatch:
     # INFLUENCE's and CERTIFIED's recorded figures (forget.applied's `influence`, `certified`), compared field by
     # field with the replay's; None: none recorded (another strategy, or a batch written from the store's tag)
     details: Mapping[str, Any] | None = None
+    # model.retrained (every shard retrained from scratch, no outcomes): the audit.gold seq it answered
+    retrain_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def _replay_all(engine: Engine, subject_key: bytes, batches: Sequence[ReplayBatc
         if mismatch is not None and (same_device or not mismatch.digest_only):
             run.mismatch = mismatch
             return False
-        if batch.outcomes:
+        if batch.outcomes or batch.retrain_of is not None:
             run.replayed += 1
             run.forget_seconds += seconds
         else:
@@ -258,7 +260,7 @@ def _artifacts(scratch: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:
     """The first difference between the batch as recorded and as replayed (None: none), and the engine's time."""
-    if not batch.outcomes:  # the daemon changed nothing: neither may the ledger's digests
+    if not batch.outcomes and batch.retrain_of is None:  # the daemon changed nothing: neither may the ledger's digests
         if batch.digest != eng.digest():
             return ReplayMismatch(batch.seq, "a batch that forgot nothing records another model",
                                   eng.digest(), batch.digest, digest_only=True), 0.0
@@ -271,13 +273,17 @@ def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tupl
                                              "so the batch cannot be replayed", "a row with this subject ref",
                                   "none"), 0.0
         ids.append(sid)
+    retrain = batch.retrain_of  # a model.retrained: every shard retrained from scratch, as the daemon did
     try:
-        got = eng.forget(ids, batch.strategy)
+        got = eng.forget(ids, batch.strategy) if retrain is None else eng.retrain_all(retrain)
     except NoSpace:
         raise
     except _FAILURES as exc:
-        return ReplayMismatch(batch.seq, f"replaying the batch failed: {exc}"), 0.0
-    return _compare(batch, got), float(got.seconds)
+        return ReplayMismatch(batch.seq, f"replaying the {'batch' if retrain is None else 'retrain'} failed: {exc}"), 0.0
+    found = _compare(batch, got)
+    if found is not None and retrain is not None:
+        found = replace(found, what=f"model.retrained (after gold check seq {retrain}): {found.what}")
+    return found, float(got.seconds)
 
 
 def _compare(batch: ReplayBatch, got: ForgetReport) -> ReplayMismatch | None:

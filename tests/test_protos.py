@@ -128,3 +128,16 @@ def test_the_field_comparison_names_a_renumbered_field() -> None:
     service = pool.AddSerializedFile(planted.SerializeToString()).services_by_name["GRPCInferenceService"]
     differences = _differences(wire_shape(service, SERVED), wire_shape(_service(triton_service_pb2), SERVED))
     assert differences == ["inference.ModelInferRequest"]
+
+
+def test_get_model_lists_the_epoch_schedule_and_the_certified_budget() -> None:
+    from forgetd.v1 import inference_service_pb2
+
+    fields = inference_service_pb2.ModelConfig.DESCRIPTOR.fields_by_name
+    assert fields["epoch_schedule"].number == 23 and fields["epoch_schedule"].type == fields["epoch_schedule"].TYPE_STRING
+    budget = inference_service_pb2.GetModelResponse.DESCRIPTOR.fields_by_name["certified_budget"]
+    assert budget.number == 22 and budget.message_type.name == "ShardBudget"
+    assert [f.name for f in budget.message_type.fields] == ["shard", "budget", "bound_spent", "budget_left",
+                                                             "epsilon_spent", "removed", "voided"]
+    source = (PROTOS / "forgetd" / "v1" / "inference_service.proto").read_text()
+    assert "// How the E epochs are laid over the S cumulative steps" in source  # its meaning is commented

@@ -14,7 +14,8 @@ version that does not step by one), is a Problem naming its seq: a finding, neve
      "replay_device": "cpu"|..., "bitwise": bool,
      "previous_vault": "<name>"} # the vault the audit replayed from, deleted by the seal
 
-``audit.gold`` and forget.applied's `influence` and `certified` fields are read by forgetd.client.audit.newton_events.
+``audit.gold`` and forget.applied's `influence` and `certified` fields are read by forgetd.client.audit.newton_events,
+``model.retrained`` (a full retrain after a failed gold check, with no forget) by forgetd.client.audit.retrain_events.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgetd.client.audit.newton_events import AUDIT_GOLD, Gold, applied_details, parse_gold
+from forgetd.client.audit.retrain_events import MODEL_RETRAINED, retrained_fields
 from forgetd.client.types import STRATEGIES
 from forgetd.ledger import LedgerError, Problem, default_origin, validate_origin
 
@@ -73,6 +75,7 @@ class Batch:
     apply_micros: int
     device: str | None  # None in ledgers written before the device was recorded
     details: Mapping[str, Any] | None = None  # INFLUENCE's, CERTIFIED's figures; None: recovered (newton_events)
+    retrain_of: int | None = None  # a model.retrained (no requests, no subjects): the audit.gold seq it answered
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class Events:
                 self._audit(seq, payload)
             elif event_type == AUDIT_GOLD:
                 self.golds.append(parse_gold(seq, payload, self._digest_of_version))
+            elif event_type == MODEL_RETRAINED:
+                self._retrained(seq, payload)
             elif self.genesis_seq is None:
                 self.problems.append(Problem(seq, f"{event_type} before genesis", "genesis at seq 1", event_type))
         except _Bad as bad:
@@ -238,6 +243,17 @@ class Events:
         if not subjects and before is not None and batch.model != before:
             self.problems.append(Problem(seq, "a batch that forgot nothing changed the model", before.digest,
                                          batch.model.digest))
+        self.batches.append(batch)
+
+    def _retrained(self, seq: int, p: Any) -> None:
+        self._need_genesis(seq)
+        got = retrained_fields(seq, p, {g.seq: g for g in self.golds})
+        batch = Batch(seq, (), "retrain", "retrain", (), _model(p, "model"), got.apply_micros, got.device,
+                      retrain_of=got.gold_seq)
+        before = self.live_model()
+        if before is not None and batch.model.version != before.version + 1:
+            self.problems.append(Problem(seq, "the retrained model's version does not follow the previous one",
+                                         f"version {before.version + 1}", f"version {batch.model.version}"))
         self.batches.append(batch)
 
     def _audit(self, seq: int, p: Any) -> None:

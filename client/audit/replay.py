@@ -99,7 +99,10 @@ def _summarise(result: ReplayResult, batches: list[Batch], base: Base, c: Findin
     worst = "unknown" if result.max_abs_diff is None else f"{result.max_abs_diff:.3g}"
     how = ("bitwise" if result.bitwise else
            f"within tolerance {result.tolerance:g} (max |delta| {worst}; some batches ran on another device type)")
-    return (f"{result.replayed} batch(es) from audit/{base.name} replayed {how} on {result.device} in "
+    retrains = [b.seq for b in batches if b.retrain_of is not None]
+    c.figures.update(retrains=len(retrains))
+    named = f" (model.retrained at seq {', '.join(map(str, retrains))} among them)" if retrains else ""
+    return (f"{result.replayed} batch(es){named} from audit/{base.name} replayed {how} on {result.device} in "
             f"{result.seconds:.2f} s (the daemon applied them in {recorded_s:.2f} s"
             + (f", {ratio:.2f}x)" if ratio else ")"))
 
@@ -119,5 +122,5 @@ def _to_replay(make: type[ReplayBatch], b: Batch) -> ReplayBatch:
         seq=b.seq, strategy=b.strategy,
         outcomes=tuple((o.subject_ref, o.shard, o.slice, o.region, o.strategy, o.guarantee) for o in b.subjects),
         version=b.model.version, digest=b.model.digest, shard_digests=b.model.shard_digests, device=b.device,
-        details=b.details,
+        details=b.details, retrain_of=b.retrain_of,
     )  # fmt: skip

@@ -287,7 +287,8 @@ def _format_model(m: ModelInfo) -> str:
         ("digest", m.digest),
         ("forgotten", f"{m.forgotten_count} samples"),
         ("shape", f"{m.num_features} features -> {m.num_classes} classes, hidden {list(c.hidden_sizes)}"),
-        ("sharding", f"{c.shards} shards x {c.slices} slices, threshold m {m.threshold_m}"),
+        ("sharding", f"{c.shards} shards x {c.slices} slices, threshold m {m.threshold_m}"
+                     + (f", {c.epochs} epochs ({c.epoch_schedule} schedule)" if c.epoch_schedule else "")),
         ("strategy", f"auto = {c.default_strategy}"),
         ("accuracy", f"{m.training_accuracy:.4f} at training time"),
         ("device", m.device),
@@ -296,4 +297,18 @@ def _format_model(m: ModelInfo) -> str:
         ("verifier", f"{m.verifier_key} (checks the heads' C2SP checkpoints, e.g. with Go's sumdb/note)"
          if m.verifier_key else "(none)"),
     ]
+    rows.extend(_budget_rows(m))
     return "\n".join(f"{name:<10}{value}" for name, value in rows)
+
+
+def _budget_rows(m: ModelInfo) -> list[tuple[str, str]]:
+    """The linear family's certified budget: the total, then what each shard has spent and has left."""
+    if not m.certified_budget:
+        return []
+    spent = sum(b.bound_spent for b in m.certified_budget)
+    left = sum(max(0.0, b.budget_left) for b in m.certified_budget)
+    total = [("certified", f"budget {m.certified_budget[0].budget:.6g} per shard: {spent:.6g} spent, {left:.6g} left "
+                           f"over {len(m.certified_budget)} shards")]
+    return total + [("", f"shard {b.shard}: spent {b.bound_spent:.6g} (epsilon {b.epsilon_spent:.4g}), left "
+                         f"{b.budget_left:.6g}, {b.removed} removed since training"
+                         + (", voided by an influence step" if b.voided else "")) for b in m.certified_budget]

@@ -30,6 +30,11 @@ _BENCH_COMMANDS: dict[str, str] = {
     "unlearning": "forgetd.server.bench.unlearning:unlearning",
     "audit": "forgetd.client.audit.bench:audit_command",
     "reliability": "forgetd.server.bench.reliability:reliability",
+    "admission": "forgetd.server.bench.admission:admission",
+    "paper-shapes": "forgetd.server.bench.paper_shapes:paper_shapes",
+    "scale": "forgetd.server.bench.scale:scale",
+    "increments": "forgetd.server.bench.increments_bench:increments_command",
+    "shards": "forgetd.server.bench.shards:shards",
 }
 
 

@@ -6,6 +6,7 @@ strategy the vocabulary names but the proto lacks fails at import, not on the fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from forgetd.v1 import common_pb2, inference_service_pb2, unlearning_service_pb2
@@ -22,6 +23,7 @@ from forgetd.server.vocabulary import AUTO, GUARANTEES, STRATEGIES
 
 if TYPE_CHECKING:
     from forgetd.ledger import Entry
+    from forgetd.server.engine.budget import ShardBudget
     from forgetd.server.observe import SlaState
     from forgetd.server.observe.gold import GoldState
     from forgetd.server.runtime.ledger_writer import HeadWithSignature, InclusionPath
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STRATEGY_FROM_PROTO", "STRATEGY_TO_PROTO", "GUARANTEE_TO_PROTO", "MAX_REQUEST_ID_CHARS",
            "MAX_SAMPLE_ID_CHARS", "check_features", "parse_forget", "head_proto", "inclusion_proto",
-           "ledger_entry_proto", "forget_response", "sla_proto", "gold_proto"]
+           "ledger_entry_proto", "forget_response", "sla_proto", "gold_proto", "budget_proto"]
 
 # A request that leaves the strategy unset asks for "auto", as one that names STRATEGY_AUTO does.
 STRATEGY_FROM_PROTO: dict[common_pb2.Strategy, str] = {
@@ -185,3 +187,10 @@ def sla_proto(state: SlaState) -> inference_service_pb2.UnlearningSla:
     return inference_service_pb2.UnlearningSla(target_seconds=state.target_seconds or 0.0, window=state.window,
                                                mean_seconds=state.mean_seconds, batches=state.batches,
                                                breached=state.breached)
+
+
+def budget_proto(budget: Sequence[ShardBudget]) -> list[inference_service_pb2.ShardBudget]:
+    """GetModelResponse.certified_budget: the linear family's budget per shard (empty for an MLP)."""
+    return [inference_service_pb2.ShardBudget(shard=b.shard, budget=b.budget, bound_spent=b.bound_spent,
+                                              budget_left=b.budget_left, epsilon_spent=b.epsilon_spent,
+                                              removed=b.removed, voided=b.voided) for b in budget]

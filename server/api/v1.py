@@ -17,6 +17,7 @@ from forgetd.v1 import unlearning_service_pb2, unlearning_service_pb2_grpc
 
 from forgetd.server.api.convert import (
     STRATEGY_TO_PROTO,
+    budget_proto,
     check_features,
     forget_response,
     head_proto,
@@ -88,6 +89,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 model=cfg.model,
                 certified_epsilon=cfg.epsilon,
                 certified_delta=cfg.delta,
+                epoch_schedule=cfg.epoch_schedule,
             ),
             threshold_m=info.threshold_m,
             training_accuracy=info.training_accuracy,
@@ -105,6 +107,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             unlearning_halted_reason=runtime.halt_reason or "",
             supported_strategies=[STRATEGY_TO_PROTO[s] for s in supported_strategies(cfg.model)],
             gold=gold_proto(runtime.gold_alarm.state),
+            certified_budget=budget_proto(runtime.engine.certified_budget()),
         )
 
 

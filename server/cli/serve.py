@@ -12,10 +12,11 @@ import click
 
 from forgetd.ledger import LedgerError
 
-from forgetd.server.cli.options import DEVICE
+from forgetd.server.cli.options import DEVICE, executor_options
 from forgetd.server.config import DEFAULT_LISTEN, LEDGER_READS, MIB, ServerConfig
 from forgetd.server.daemon.server import create_server
 from forgetd.server.errors import ForgetdError, StoreError
+from forgetd.server.executors import ExecutorSpec
 from forgetd.server.runtime.events import MalformedEvent
 
 log = logging.getLogger("forgetd.server")
@@ -115,6 +116,9 @@ def _witnesses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
                    "model (an audit.gold ledger entry; out of tolerance, forgetd_gold_breached is 1). Default: off.")
 @click.option("--gold-epsilon", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="The gold standard's tolerance: test accuracy points between live and retrained.")
+@click.option("--gold-retrain", is_flag=True,
+              help="When a gold-standard check is out of tolerance, retrain every shard from scratch on the live rows "
+                   "and serve that as the next version (a model.retrained ledger entry). Needs --gold-every.")
 @click.option("--checkpoint-origin", metavar="ORIGIN",
               help="The origin line of the ledger's C2SP checkpoints, e.g. example.com/forgetd; committed in genesis "
                    "when a new store is first served (an existing ledger keeps its own). Default: forgetd/<key id>.")
@@ -130,11 +134,13 @@ def _witnesses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
               help="Who may read the ledger (ReadLedger, GetLedgerHead, GetForgetRequest): open = anyone (auditors; "
                    "entries hold subject refs, never sample ids), token = the --token-file token's holder.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+@executor_options
 def serve(store: Path | None, listen: str, http_listen: str | None, device: str, token_file: Path | None,
           tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, max_forget_ids: int,
           max_predict_rows: int, max_message_mib: int, sla_seconds: float | None, sla_window: int,
           checkpoint_origin: str | None, witnesses: tuple[tuple[str, str], ...], witness_quorum: int | None,
-          grace_seconds: float, ledger_reads: str, log_level: str, gold_every: int | None, gold_epsilon: float) -> None:
+          grace_seconds: float, ledger_reads: str, log_level: str, gold_every: int | None, gold_epsilon: float,
+          gold_retrain: bool, executor: ExecutorSpec) -> None:
     """Serve a model store over gRPC (and HTTP with --http-listen) until SIGTERM or SIGINT (then finish the
     forget in progress, exit 0)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s forgetd %(levelname)s %(message)s")
@@ -146,6 +152,8 @@ def serve(store: Path | None, listen: str, http_listen: str | None, device: str,
             max_message_bytes=max_message_mib * MIB, sla_seconds=sla_seconds, sla_window=sla_window,
             checkpoint_origin=checkpoint_origin, witnesses=witnesses, witness_quorum=witness_quorum,
             ledger_reads=ledger_reads, grace_seconds=grace_seconds, gold_every=gold_every, gold_epsilon=gold_epsilon,
+            gold_retrain=gold_retrain, executor=executor.kind, executor_workers=executor.workers,
+            ray_address=executor.ray_address,
         )  # fmt: skip
         _refuse_unservable(config.store)
         daemon, _ = create_server(config)

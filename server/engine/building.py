@@ -22,6 +22,7 @@ from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIndex, create_increments
 from forgetd.server.engine.linear_build import train_linear_shards
 from forgetd.server.engine.model import MLPShape, ModelSnapshot, init_params, model_digest, model_shape, param_digest
+from forgetd.server.engine.shard_tasks import TrainedShard, TrainTask
 from forgetd.server.engine.state import ref_bytes
 from forgetd.server.engine.training import (
     OptState,
@@ -36,6 +37,7 @@ from forgetd.server.engine.training import (
     threshold,
 )
 from forgetd.server.errors import DataError, InvalidConfig
+from forgetd.server.executors import ShardExecutor
 from forgetd.server.store.layout import (
     FORMAT,
     Manifest,
@@ -53,7 +55,7 @@ from forgetd.server.store.layout import (
 from forgetd.server.store.rows import RowStore
 from forgetd.server.vocabulary import LINEAR
 
-__all__ = ["build_store"]
+__all__ = ["build_store", "train_shard_task"]
 
 Progress = Callable[[int, int], None]  # (optimizer steps done, total)
 
@@ -65,7 +67,8 @@ class _Slicing:
     m: int  # the threshold the budget gives
 
 
-def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progress: Progress | None) -> None:
+def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progress: Progress | None,
+                executor: ShardExecutor | None = None) -> None:
     """Train `ds` with `cfg` on `device` into the empty directory `root`, in five steps:
 
     1. the folders and the deployment's subject key (0600);
@@ -76,6 +79,7 @@ def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progres
     5. the records: genesis.json (what the ledger's genesis commits), store.json, the manifest of version 0.
 
     `progress(done, total)` counts optimizer steps. The training time in store.json covers steps 1 to 4.
+    `executor` runs step 4's shards (inline, one after another, when None); the bytes are the same under each.
     """
     t0 = time.perf_counter()
     paths = StorePaths(root)
@@ -88,7 +92,7 @@ def build_store(root: Path, ds: Dataset, cfg: EngineConfig, device: str, progres
     if cfg.model == LINEAR:
         files, lives = train_linear_shards(paths, ds, cfg, slicing.layouts, progress)
     else:
-        files, lives = _train_shards(paths, ds, cfg, device, shape, slicing, progress)
+        files, lives = _train_shards(paths, ds, cfg, device, shape, slicing, progress, executor)
     train_seconds = time.perf_counter() - t0
     fsync_dir(paths.artifacts)
     fsync_dir(paths.index_dir)
@@ -152,8 +156,10 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _train_shards(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str, shape: MLPShape,
-                  slicing: _Slicing, progress: Progress | None) -> tuple[dict[str, str], list[np.ndarray]]:
-    """Train every shard; returns the manifest's files (logical name -> file) and each shard's theta_S."""
+                  slicing: _Slicing, progress: Progress | None,
+                  executor: ShardExecutor | None) -> tuple[dict[str, str], list[np.ndarray]]:
+    """Train every shard; returns the manifest's files (logical name -> file) and each shard's theta_S. A
+    remote executor trains the shards in its workers (train_shard_task) and progress moves a shard at a time."""
     total = sum(int(step_offsets(lay, config_epochs(cfg), cfg.batch_size)[-1]) for lay in slicing.layouts)
     done = 0
 
@@ -164,14 +170,41 @@ def _train_shards(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str
             progress(done, total)
 
     files: dict[str, str] = {}
-    lives = [_train_shard(paths, ds, cfg, device, shape, k, lay, slicing.m, files, advance)
+    if executor is not None and executor.remote:
+        tasks = [TrainTask(str(paths.root), k, cfg, device, shape, lay, slicing.m, _rows(ds.X_train, lay),
+                           _rows(ds.y_train, lay)) for k, lay in enumerate(slicing.layouts)]
+        trained = executor.map(train_shard_task, tasks)
+        for t in trained:
+            files.update(t.files)
+            advance(t.steps)
+        return files, [np.array(t.live) for t in trained]  # own, writable copies
+    lives = [_train_shard(paths, _rows(ds.X_train, lay), _rows(ds.y_train, lay), cfg, device, shape, k, lay,
+                          slicing.m, files, advance)
              for k, lay in enumerate(slicing.layouts)]
     return files, lives
 
 
-def _train_shard(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str, shape: MLPShape, k: int,
-                 lay: ShardLayout, m: int, files: dict[str, str], advance: Callable[[int], None]) -> np.ndarray:
-    """Shard k's index, checkpoints and increments, written and named in `files`; returns its theta_S."""
+def _rows(a: np.ndarray, lay: ShardLayout) -> np.ndarray:
+    return np.ascontiguousarray(a[lay.members])
+
+
+def train_shard_task(task: TrainTask) -> TrainedShard:
+    """One shard's training in an executor's worker: its files written under the store being built."""
+    files: dict[str, str] = {}
+    steps = [0]
+
+    def count(n: int) -> None:
+        steps[0] += n
+
+    live = _train_shard(StorePaths(Path(task.root)), task.X, task.y, task.config, task.device, task.shape,
+                        task.shard, task.layout, task.m, files, count)
+    return TrainedShard(files, live, steps[0])
+
+
+def _train_shard(paths: StorePaths, X: np.ndarray, y: np.ndarray, cfg: EngineConfig, device: str, shape: MLPShape,
+                 k: int, lay: ShardLayout, m: int, files: dict[str, str], advance: Callable[[int], None]) -> np.ndarray:
+    """Shard k's index, checkpoints and increments, written and named in `files`; returns its theta_S.
+    X, y: the shard's rows in member order."""
     ShardIndex.build(lay, cfg.seed, k, config_epochs(cfg), cfg.batch_size).save(paths.index(k))
     ckpt = ShardCheckpoints.empty(cfg.slices, shape.num_params)
     p0 = init_params(shape, derive_seed(cfg.seed, "init", k))
@@ -183,13 +216,12 @@ def _train_shard(paths: StorePaths, ds: Dataset, cfg: EngineConfig, device: str,
         logical = increments_artifact(k, s)
         files[logical] = name = versioned_file(logical, 0)
         written.append(paths.artifact(name))
-        return create_increments(written[-1], rows, shape.num_params)
+        return create_increments(written[-1], rows, shape.num_params, cfg.increments)
 
     dev = torch.device(device)
     with deterministic():
         run_steps(shape=shape, layout=lay,
-                  X=torch.from_numpy(np.ascontiguousarray(ds.X_train[lay.members])).to(dev),
-                  y=torch.from_numpy(np.ascontiguousarray(ds.y_train[lay.members])).to(dev),
+                  X=torch.from_numpy(np.array(X)).to(dev), y=torch.from_numpy(np.array(y)).to(dev),
                   alive=np.ones(len(lay.members), bool), start=ckpt.state(0), first=1, seed=cfg.seed,
                   shard=k, epochs=config_epochs(cfg), batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                   record_upto=cfg.slices - m, on_step=ckpt.set, increments=increments, progress=advance)

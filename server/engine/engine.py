@@ -28,6 +28,7 @@ import numpy as np
 
 from forgetd.server.config import EngineConfig
 from forgetd.server.data.dataset import Dataset
+from forgetd.server.engine.budget import ShardBudget, certified_budget
 from forgetd.server.engine.building import build_store
 from forgetd.server.engine.forgetting import batch_tag, forget_planned
 from forgetd.server.engine.gold import GoldFigures, compare_gold, gold_inputs
@@ -35,9 +36,11 @@ from forgetd.server.engine.model import ModelSnapshot
 from forgetd.server.engine.newton import ledger_details
 from forgetd.server.engine.planning import plan_forget
 from forgetd.server.engine.reports import ForgetReport, Plan, PlanEntry, SampleResult
+from forgetd.server.engine.retraining import retrain_store
 from forgetd.server.engine.state import LoadedStore, StoreMeta, load_store
 from forgetd.server.engine.training import cuda_determinism
 from forgetd.server.errors import StoreError
+from forgetd.server.executors import ExecutorSpec, InlineExecutor, ShardExecutor, make_executor
 from forgetd.server.store.batch_tag import BatchTag
 from forgetd.server.store.layout import Manifest, StorePaths, fsync_dir
 from forgetd.server.store.lock import WriterLock
@@ -78,41 +81,48 @@ class Engine:
         self._owner = owner
         self._lock = threading.RLock()
         self._closed = False
+        self._executor: ShardExecutor = InlineExecutor()  # where a forget's shards run; open() sets the chosen one
 
     # -- construction -------------------------------------------------------------------------------------
 
     @classmethod
     def train(cls, dataset: Dataset, config: EngineConfig, store_dir: str | Path, *,
-              progress: Callable[[int, int], None] | None = None) -> Engine:
+              progress: Callable[[int, int], None] | None = None,
+              executor: ExecutorSpec | ShardExecutor | None = None) -> Engine:
         """Train a new store at `store_dir` (which must not exist) and open it. Built in a hidden sibling
-        directory and renamed into place, so a crash leaves no store that opens."""
+        directory and renamed into place, so a crash leaves no store that opens. `executor` (server/executors)
+        trains the shards and then forgets for the opened engine, which owns it; it is not part of the store."""
         root = Path(store_dir)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(f"{root}: already exists; choose a new --store directory or remove this one")
         device = resolve_device(config.device)
         cuda_determinism()
+        ex = executor if isinstance(executor, ShardExecutor) else make_executor(executor)
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = root.parent / f".{root.name}.training-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.mkdir()
         try:
             with full_as_no_space(root.parent, f"training {root.name}: the half-made store is removed"):
-                build_store(tmp, dataset, config, device, progress)
+                build_store(tmp, dataset, config, device, progress, ex)
             if root.exists():
                 root.rmdir()  # empty, checked above
             os.rename(tmp, root)
             fsync_dir(root.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            ex.close()
             raise
-        return cls.open(root, device=device)
+        return cls.open(root, device=device, executor=ex)
 
     @classmethod
-    def open(cls, store_dir: str | Path, device: str = "auto", *, require_writer: bool = False) -> Engine:
+    def open(cls, store_dir: str | Path, device: str = "auto", *, require_writer: bool = False,
+             executor: ExecutorSpec | ShardExecutor | None = None) -> Engine:
         """Open a trained store; StoreError when it is missing, incomplete or damaged. A store left between
         a forget's commit and its row erasure is finished here (the rows are erased).
 
         `require_writer` (the daemon): StoreHeld, before anything is written, when another process holds the
         store's writer lock (store/lock.py); without it such an engine opens to read, plan and predict."""
+        ex = executor if isinstance(executor, ShardExecutor) else make_executor(executor)  # starts nothing yet
         root = Path(store_dir)
         paths = StorePaths(root)
         meta = StoreMeta.read(paths)
@@ -138,7 +148,9 @@ class Engine:
         except BaseException:
             writer.close()
             raise
-        return cls(root, device, meta, store, writer, owner)
+        engine = cls(root, device, meta, store, writer, owner)
+        engine._executor = ex  # owned: closed with the engine
+        return engine
 
     def _take_over(self) -> None:
         """Become the store's writer, if the engine that was writing has closed and changed nothing since."""
@@ -204,6 +216,22 @@ class Engine:
             inputs = gold_inputs(self._store)
         return compare_gold(inputs, tolerance_points)
 
+    def certified_budget(self) -> tuple[ShardBudget, ...]:
+        """The linear family's certified-removal budget per shard as the live version stands (engine/budget.py;
+        empty for an MLP). Never waits for a forget in progress."""
+        return certified_budget(self._store)
+
+    def retrain_all(self, gold_seq: int = 0) -> ForgetReport:
+        """Retrain every shard from scratch on the live rows and publish it as the next version, with no forget,
+        tagged with the audit.gold entry that asked for it (engine/retraining.py; `forgetd serve --gold-retrain`)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.store_dir}: the engine is closed")
+            if not self._owner:
+                self._take_over()
+            with full_as_no_space(self.store_dir, "retraining the store: nothing was published, it can be retried"):
+                return retrain_store(self._store, gold_seq)
+
     def genesis_record(self) -> dict[str, Any]:
         """What the ledger's genesis commits: config, data digest, the initial model and artifact digests."""
         record: dict[str, Any] = json.loads(self._paths.genesis.read_text())
@@ -233,7 +261,7 @@ class Engine:
             planned = plan_forget(self._store, ids, strategy)
             tag = batch_tag(self._store, planned, request_ids, strategy) if request_ids else None
             with full_as_no_space(self.store_dir, "applying a forget: nothing was published, it can be retried"):
-                outcomes = forget_planned(self._store, planned, tag)
+                outcomes = forget_planned(self._store, planned, tag, self._executor)
             plan, snap = planned.plan, self._store.snapshot
             return ForgetReport(
                 version=snap.version,
@@ -273,8 +301,8 @@ class Engine:
                 self._closed = True
                 self._store.rows.close()
                 self._writer.close()
-                for st in self._store.shards:
-                    st.increments.release()
+                self._store.release()  # unmaps the increments; loads nothing a forget never asked for
+                self._executor.close()
 
     def __enter__(self) -> Engine:
         return self

@@ -19,11 +19,13 @@ from forgetd.ledger.subjects import subject_ref
 from forgetd.server.engine.increments import create_increments
 from forgetd.server.engine.newton import forget_by_influence, forget_linear_shard
 from forgetd.server.engine.planning import PlannedForget
+from forgetd.server.engine.shard_tasks import forget_task_files, forget_tasks, run_forget_task
 from forgetd.server.engine.shard_extras import swap_extras, write_extras
 from forgetd.server.engine.state import LoadedStore, make_snapshot
 from forgetd.server.engine.strategies import IncrementsFile, ShardOutcome, TrainParams, forget_shard
 from forgetd.server.engine.training import config_epochs, deterministic
 from forgetd.server.errors import StoreError
+from forgetd.server.executors import ShardExecutor
 from forgetd.server.store.batch_tag import BatchTag, TaggedSubject
 from forgetd.server.store.layout import (
     Manifest,
@@ -33,7 +35,7 @@ from forgetd.server.store.layout import (
     params_artifact,
     versioned_file,
 )
-from forgetd.server.vocabulary import INFLUENCE
+from forgetd.server.vocabulary import INFLUENCE, LINEAR
 
 __all__ = ["forget_planned", "batch_tag"]
 
@@ -51,9 +53,14 @@ def batch_tag(store: LoadedStore, planned: PlannedForget, request_ids: Sequence[
                     store.device, encoder_residue=plan.encoder_residue)
 
 
-def forget_planned(store: LoadedStore, planned: PlannedForget, tag: BatchTag | None) -> list[ShardOutcome]:
-    """Apply `planned` and publish it with `tag` as the next version; `store` then holds that version."""
-    outcomes = _forget_shards(store, planned)
+def forget_planned(store: LoadedStore, planned: PlannedForget, tag: BatchTag | None,
+                   executor: ShardExecutor | None = None) -> list[ShardOutcome]:
+    """Apply `planned` and publish it with `tag` as the next version; `store` then holds that version.
+    `executor` computes the shards' new states (inline, in this thread, when None); publishing stays here."""
+    if executor is not None and executor.remote and store.config.model != LINEAR:
+        outcomes = _forget_remote(store, planned, executor)
+    else:
+        outcomes = _forget_shards(store, planned)
     positions = [loc.position for loc in planned.located]
     old = store.manifest
     new = _commit(store, outcomes, positions, tag)
@@ -83,7 +90,7 @@ def _forget_shards(store: LoadedStore, planned: PlannedForget) -> list[ShardOutc
         def create(s: int, rows: int) -> tuple[Path, np.ndarray]:
             path = store.paths.artifact(versioned_file(increments_artifact(k, s), version))
             created.append(path)
-            return path, create_increments(path, rows, store.shape.num_params)
+            return path, create_increments(path, rows, store.shape.num_params, cfg.increments)
         return create
 
     def one(k: int) -> ShardOutcome:
@@ -101,6 +108,22 @@ def _forget_shards(store: LoadedStore, planned: PlannedForget) -> list[ShardOutc
         for path in created:
             path.unlink(missing_ok=True)
         raise
+
+
+def _forget_remote(store: LoadedStore, planned: PlannedForget, executor: ShardExecutor) -> list[ShardOutcome]:
+    """_forget_shards on `executor`'s workers (engine/shard_tasks.py). The linear family stays inline: its Newton
+    steps take milliseconds, and its scaled-rows cache lives in the daemon's shard state."""
+    tasks = forget_tasks(store, planned)
+    try:
+        outcomes = executor.map(run_forget_task, tasks)
+    except BaseException:
+        for t in tasks:  # a worker's files, whichever attempt wrote them: no manifest names them
+            for path in forget_task_files(t):
+                path.unlink(missing_ok=True)
+        raise
+    for o in outcomes:  # own copies: results may be read-only views of a transport's buffers (Ray's object store)
+        o.checkpoints, o.alive = o.checkpoints.copy(), o.alive.copy()
+    return outcomes
 
 
 def _commit(store: LoadedStore, outcomes: list[ShardOutcome], positions: list[int], tag: BatchTag | None) -> Manifest:

@@ -6,6 +6,10 @@ Why a thread of its own, at the lowest priority: a retrain from scratch costs wh
 worker must never wait for it. The engine copies what the retrain needs under its lock (a memory copy of the
 rows) and retrains without it, so forgets go on meanwhile; the entry is appended under the runtime's lock like
 every append, in ledger order. A check that fails to run is logged and the next one tries again.
+
+With `--gold-retrain`, a check out of tolerance asks the worker for a full retrain (retrain_event.py), and once
+it is published the thread checks the retrained model at once; a check of a retrained model that fails again
+only raises the alarm (the retrain is what the reference is, so a second one could not do better).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from forgetd.server.observe.gold import GoldAlarm
+from forgetd.server.runtime.retraining import RetrainDue
 from forgetd.server.runtime.state import RuntimeState
 
 if TYPE_CHECKING:
@@ -32,8 +37,9 @@ class GoldWatch:
     """The gold thread of one runtime (module docstring). `every` None: no thread, no checks."""
 
     def __init__(self, state: RuntimeState, engine: Engine, every: int | None, tolerance_points: float,
-                 alarm: GoldAlarm) -> None:
+                 alarm: GoldAlarm, retrains: RetrainDue | None = None) -> None:
         self._state = state
+        self._retrains = retrains  # --gold-retrain: where a failed check asks the worker for a retrain
         self._engine = engine
         self._every = every
         self._tolerance = tolerance_points
@@ -66,18 +72,23 @@ class GoldWatch:
         state, every = self._state, self._every
         assert every is not None
         with state.lock:
-            done = self._applied() // every
+            done, retrained = self._applied() // every, self._retrained()
         while True:
             with state.lock:
-                while not state.stopping and self._applied() // every <= done:
+                while not state.stopping and self._applied() // every <= done and self._retrained() == retrained:
                     state.settled.wait()
                 if state.stopping:
                     return
-                done = self._applied() // every
-            self.check()
+                after_retrain = self._retrained() != retrained
+                done, retrained = self._applied() // every, self._retrained()
+            self.check(may_retrain=not after_retrain)
 
-    def check(self) -> int | None:
-        """One check now: its audit.gold entry's seq, or None when it could not run (logged) or shutdown began."""
+    def _retrained(self) -> int:
+        return 0 if self._retrains is None else self._retrains.done  # caller holds the lock
+
+    def check(self, *, may_retrain: bool = True) -> int | None:
+        """One check now: its audit.gold entry's seq, or None when it could not run (logged) or shutdown began.
+        Out of tolerance with --gold-retrain (and `may_retrain`), the worker is asked for a full retrain."""
         try:
             figures = self._engine.gold_standard(self._tolerance)
         except Exception:  # noqa: BLE001 - logged with its stack; a check that fails must never stop the daemon
@@ -90,6 +101,8 @@ class GoldWatch:
             event_id = f"{AUDIT_GOLD}:{self._state.fold.size + 1}"
             entry = self._state.append(AUDIT_GOLD, payload, event_id)
         self._alarm.record(figures, entry.seq)
+        if not figures.passed and may_retrain and self._retrains is not None:
+            self._retrains.request(entry.seq)
         with self._recorded:
             self._checks += 1
             self._recorded.notify_all()

@@ -20,6 +20,7 @@ from forgetd.server.runtime import events
 from forgetd.server.runtime.events import Genesis, LedgerFold, ModelState
 from forgetd.server.runtime.live import LiveModel, ModelFacts
 from forgetd.server.runtime.predictor import predictor_for
+from forgetd.server.runtime.retraining import finish_retrain
 from forgetd.server.runtime.state import RuntimeState
 from forgetd.server.runtime.worker import applied_from_tag
 from forgetd.server.store.layout import StorePaths
@@ -40,7 +41,7 @@ def recover(config: ServerConfig, engine: Engine, state: RuntimeState) -> ModelF
        then was changed outside the daemon, and is refused);
     3. check that the genesis is this store's and that its head key is the store's; sign checkpoints under the
        origin it committed (the default for a genesis without one);
-    4. record a batch the engine published but the ledger lacks, from the store's batch tag;
+    4. record a batch (or a retrain) the engine published but the ledger lacks, from the store's tag;
     5. check that the store's live version is the ledger's, and that no forgotten sample is back in its data;
     6. queue every acknowledged request without its forget.applied, to be applied again;
     7. set the live model; return the facts GetModel answers with.
@@ -57,10 +58,11 @@ def recover(config: ServerConfig, engine: Engine, state: RuntimeState) -> ModelF
         genesis = _check_genesis(config, engine, fold, public_key)
         state.ledger.use_origin(_checkpoint_origin(config, genesis, state.ledger.public_key))
         _finish_applied_batch(engine, state)
+        finish_retrain(engine, state)  # or a retrain (--gold-retrain), from its retrain tag
         said = _check_live_version(engine, fold)
         state.remaining = _present_subjects(config, engine, state)
         _requeue_pending(state)
-        applied_seq = fold.last_applied.seq if fold.last_applied else genesis.seq
+        applied_seq = fold.live_seq()
         snapshot = engine.snapshot()
         state.live = LiveModel.of(snapshot, predictor_for(snapshot), said, applied_seq, len(fold.forgotten))
     return ModelFacts(config=engine.config, budget_samples=engine.budget, threshold_m=engine.m,

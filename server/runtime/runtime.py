@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from forgetd.server.config import ServerConfig
+from forgetd.server.executors import ExecutorSpec
 from forgetd.server.observe import Metrics
 from forgetd.server.runtime.admission import Admission, RequestView
 from forgetd.server.observe.gold import GoldAlarm
@@ -25,6 +26,7 @@ from forgetd.server.runtime.gold import GoldWatch
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.server.runtime.live import LiveModel, ModelFacts
 from forgetd.server.runtime.recovery import recover
+from forgetd.server.runtime.retraining import RetrainDue
 from forgetd.server.runtime.state import RuntimeState
 from forgetd.server.runtime.witnessing import Witnessing
 from forgetd.server.runtime.worker import Worker
@@ -50,18 +52,22 @@ class Runtime:
                            version=lambda: state.live.version, forgotten=lambda: state.live.forgotten_count,
                            published=lambda: ledger.published_size)
         self._admission = Admission(self._state, self.metrics, engine.config.model)
+        # --gold-retrain: the gold thread asks the worker for full retrains here (runtime/retraining.py)
+        self.retrains = RetrainDue(state) if config.gold_retrain else None
         self._worker = Worker(self._state, engine, config.max_batch_requests, self.metrics,
-                              retry_seconds=config.apply_retry_seconds)
+                              retry_seconds=config.apply_retry_seconds, retrains=self.retrains)
         self.witnessing = Witnessing(ledger, config.witnesses, config.quorum)  # no thread without witnesses
         self.gold_alarm = GoldAlarm(self.metrics.registry, config.gold_every, config.gold_epsilon)
-        self.gold = GoldWatch(state, engine, config.gold_every, config.gold_epsilon, self.gold_alarm)  # --gold-every
+        self.gold = GoldWatch(state, engine, config.gold_every, config.gold_epsilon, self.gold_alarm,  # --gold-every
+                              self.retrains)
         self.info: ModelFacts
 
     @classmethod
     def open(cls, config: ServerConfig) -> Runtime:
         from forgetd.server.engine.engine import Engine  # torch
 
-        engine = Engine.open(config.store, device=config.device, require_writer=True)  # one daemon per store
+        engine = Engine.open(config.store, device=config.device, require_writer=True,  # one daemon per store
+                             executor=ExecutorSpec(config.executor, config.executor_workers, config.ray_address))
         try:
             ledger = LedgerWriter(engine.ledger_path, StorePaths(config.store).head_key)
         except BaseException:
@@ -70,6 +76,8 @@ class Runtime:
         runtime = cls(config, engine, ledger)
         try:
             runtime.info = recover(config, engine, runtime._state)
+            if runtime.retrains is not None and (unanswered := runtime._state.fold.unanswered_gold()) is not None:
+                runtime.retrains.request(unanswered)  # a failed check whose retrain a crash cut short
         except BaseException:
             runtime.close()
             raise

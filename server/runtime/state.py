@@ -17,8 +17,9 @@ from typing import Any
 
 from forgetd.ledger import Entry
 
-from forgetd.server.runtime.events import LedgerFold, Requested
+from forgetd.server.runtime.events import Requested
 from forgetd.server.runtime.ledger_writer import LedgerWriter
+from forgetd.server.runtime.retrain_event import RetrainFold
 from forgetd.server.runtime.live import LiveModel
 
 __all__ = ["Pending", "RuntimeState"]
@@ -36,7 +37,7 @@ class RuntimeState:
     def __init__(self, ledger: LedgerWriter, subject_key: bytes) -> None:
         self.ledger = ledger
         self.subject_key = subject_key
-        self.fold = LedgerFold()
+        self.fold = RetrainFold()  # the ledger's events, model.retrained included
         self.lock = threading.Lock()  # guards everything below and the appends' order
         self.work = threading.Condition(self.lock)  # notified when the queue grows or shutdown begins
         # Notified whenever a waiter's answer may have changed: a batch applied, forgetting halted or resumed,

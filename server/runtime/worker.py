@@ -39,6 +39,7 @@ from forgetd.server.runtime.events import ModelState, SubjectOutcome
 from forgetd.server.runtime.live import LiveModel
 from forgetd.server.runtime.pacing import ApplyTimes, Backoff
 from forgetd.server.runtime.predictor import Predict, predictor_for
+from forgetd.server.runtime.retraining import RetrainDue, RetrainJob, retrain_live
 from forgetd.server.runtime.state import Pending, RuntimeState
 from forgetd.server.store.batch_tag import BatchTag
 from forgetd.server.vocabulary import AUTO, RETRAIN
@@ -118,8 +119,9 @@ class Worker:
     """The thread that applies the queue, one batch at a time (module docstring)."""
 
     def __init__(self, state: RuntimeState, engine: Engine, max_batch_requests: int, metrics: Metrics, *,
-                 retry_seconds: float = 60.0) -> None:
+                 retry_seconds: float = 60.0, retrains: RetrainDue | None = None) -> None:
         self._state = state
+        self._retrains = retrains  # full retrains the gold thread asks for (--gold-retrain); None: never
         self._metrics = metrics
         self._engine = engine
         self._max_batch = max_batch_requests
@@ -151,8 +153,9 @@ class Worker:
         with deterministic():
             pass
         try:
-            while (batch := self._next_batch()) is not None and self._apply(batch):
-                pass
+            while (batch := self._next_batch()) is not None:
+                if not (self._retrain(batch) if isinstance(batch, RetrainJob) else self._apply(batch)):
+                    break
         finally:
             with self._state.lock:
                 self._state.worker_gone = True
@@ -160,12 +163,15 @@ class Worker:
 
     # -- taking work --------------------------------------------------------------------------------------
 
-    def _next_batch(self) -> _Batch | None:
-        """The next batch to apply; None once shutdown leaves nothing (or nothing that fits) to apply."""
-        state = self._state
+    def _next_batch(self) -> _Batch | RetrainJob | None:
+        """The next batch to apply, or a retrain asked for (first); None once shutdown leaves nothing (or nothing
+        that fits) to apply."""
+        state, retrains = self._state, self._retrains
         with state.lock:
-            while not state.queue and not state.stopping:
+            while not state.queue and not (retrains is not None and retrains.pending()) and not state.stopping:
                 state.work.wait()
+            if retrains is not None and not state.stopping and (job := retrains.take()) is not None:
+                return job
             if not state.queue:
                 return None
             batch = self._take_batch()
@@ -359,8 +365,24 @@ class Worker:
             log.warning("forgetting resumed: the failing forget batch is applied")
             self._on_halt(None)
 
-    def _halt_for_good(self, batch: _Batch, exc: Exception) -> None:
-        reason = (f"applying forget batch {shown_ids(batch.rids)} failed ({_cause(exc)}) and left the store in a "
+    def _retrain(self, job: RetrainJob) -> bool:
+        """A full retrain the gold thread asked for (retrain_event.py). A failure before the engine's commit is
+        logged and the next failed check asks again; after it, only a restart's recovery reconciles: False."""
+        assert self._retrains is not None
+        try:
+            retrain_live(self._state, self._engine, job, self._retrains)
+            return True
+        except Exception as exc:  # noqa: BLE001 - logged; forgets go on while the old version stays live
+            if self._engine.version == self._state.live.version:
+                log.exception("retraining after the failed gold-standard check at seq %d failed; the old version "
+                              "stays live", job.gold_seq)
+                return True
+            self._halt_for_good(None, exc)
+            return False
+
+    def _halt_for_good(self, batch: _Batch | None, exc: Exception) -> None:
+        what = "retraining the store" if batch is None else f"applying forget batch {shown_ids(batch.rids)}"
+        reason = (f"{what} failed ({_cause(exc)}) and left the store in a "
                   "state only a restart reconciles; restart the daemon: acknowledged requests are durable and "
                   "are applied then")
         log.error("forgetting is halted: %s", reason, exc_info=exc)

@@ -80,7 +80,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("shards", "slices", "epochs", "batch_size", "learning_rate", "hidden_sizes", "budget_samples", "seed", "default_strategy", "aggregation", "model", "certified_epsilon", "certified_delta")
+    __slots__ = ("shards", "slices", "epochs", "batch_size", "learning_rate", "hidden_sizes", "budget_samples", "seed", "default_strategy", "aggregation", "model", "certified_epsilon", "certified_delta", "epoch_schedule")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     SLICES_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class ModelConfig(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CERTIFIED_EPSILON_FIELD_NUMBER: _ClassVar[int]
     CERTIFIED_DELTA_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     shards: int
     slices: int
     epochs: int
@@ -107,10 +108,11 @@ class ModelConfig(_message.Message):
     model: str
     certified_epsilon: float
     certified_delta: float
-    def __init__(self, shards: _Optional[int] = ..., slices: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., budget_samples: _Optional[int] = ..., seed: _Optional[int] = ..., default_strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., aggregation: _Optional[str] = ..., model: _Optional[str] = ..., certified_epsilon: _Optional[float] = ..., certified_delta: _Optional[float] = ...) -> None: ...
+    epoch_schedule: str
+    def __init__(self, shards: _Optional[int] = ..., slices: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., budget_samples: _Optional[int] = ..., seed: _Optional[int] = ..., default_strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., aggregation: _Optional[str] = ..., model: _Optional[str] = ..., certified_epsilon: _Optional[float] = ..., certified_delta: _Optional[float] = ..., epoch_schedule: _Optional[str] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("version", "digest", "shard_digests", "config", "threshold_m", "training_accuracy", "forgotten_count", "num_features", "num_classes", "device", "head_public_key", "ledger_seq", "verifier_key", "checkpoint_origin", "sla", "input_schema", "test_accuracy", "unlearning_halted_reason", "supported_strategies", "gold")
+    __slots__ = ("version", "digest", "shard_digests", "config", "threshold_m", "training_accuracy", "forgotten_count", "num_features", "num_classes", "device", "head_public_key", "ledger_seq", "verifier_key", "checkpoint_origin", "sla", "input_schema", "test_accuracy", "unlearning_halted_reason", "supported_strategies", "gold", "certified_budget")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SHARD_DIGESTS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +133,7 @@ class GetModelResponse(_message.Message):
     UNLEARNING_HALTED_REASON_FIELD_NUMBER: _ClassVar[int]
     SUPPORTED_STRATEGIES_FIELD_NUMBER: _ClassVar[int]
     GOLD_FIELD_NUMBER: _ClassVar[int]
+    CERTIFIED_BUDGET_FIELD_NUMBER: _ClassVar[int]
     version: int
     digest: str
     shard_digests: _containers.RepeatedScalarFieldContainer[str]
@@ -151,7 +154,26 @@ class GetModelResponse(_message.Message):
     unlearning_halted_reason: str
     supported_strategies: _containers.RepeatedScalarFieldContainer[_common_pb2.Strategy]
     gold: GoldStandard
-    def __init__(self, version: _Optional[int] = ..., digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[ModelConfig, _Mapping]] = ..., threshold_m: _Optional[int] = ..., training_accuracy: _Optional[float] = ..., forgotten_count: _Optional[int] = ..., num_features: _Optional[int] = ..., num_classes: _Optional[int] = ..., device: _Optional[str] = ..., head_public_key: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., verifier_key: _Optional[str] = ..., checkpoint_origin: _Optional[str] = ..., sla: _Optional[_Union[UnlearningSla, _Mapping]] = ..., input_schema: _Optional[_Union[InputSchema, _Mapping]] = ..., test_accuracy: _Optional[float] = ..., unlearning_halted_reason: _Optional[str] = ..., supported_strategies: _Optional[_Iterable[_Union[_common_pb2.Strategy, str]]] = ..., gold: _Optional[_Union[GoldStandard, _Mapping]] = ...) -> None: ...
+    certified_budget: _containers.RepeatedCompositeFieldContainer[ShardBudget]
+    def __init__(self, version: _Optional[int] = ..., digest: _Optional[str] = ..., shard_digests: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[ModelConfig, _Mapping]] = ..., threshold_m: _Optional[int] = ..., training_accuracy: _Optional[float] = ..., forgotten_count: _Optional[int] = ..., num_features: _Optional[int] = ..., num_classes: _Optional[int] = ..., device: _Optional[str] = ..., head_public_key: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., verifier_key: _Optional[str] = ..., checkpoint_origin: _Optional[str] = ..., sla: _Optional[_Union[UnlearningSla, _Mapping]] = ..., input_schema: _Optional[_Union[InputSchema, _Mapping]] = ..., test_accuracy: _Optional[float] = ..., unlearning_halted_reason: _Optional[str] = ..., supported_strategies: _Optional[_Iterable[_Union[_common_pb2.Strategy, str]]] = ..., gold: _Optional[_Union[GoldStandard, _Mapping]] = ..., certified_budget: _Optional[_Iterable[_Union[ShardBudget, _Mapping]]] = ...) -> None: ...
+
+class ShardBudget(_message.Message):
+    __slots__ = ("shard", "budget", "bound_spent", "budget_left", "epsilon_spent", "removed", "voided")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BOUND_SPENT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LEFT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    VOIDED_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    budget: float
+    bound_spent: float
+    budget_left: float
+    epsilon_spent: float
+    removed: int
+    voided: bool
+    def __init__(self, shard: _Optional[int] = ..., budget: _Optional[float] = ..., bound_spent: _Optional[float] = ..., budget_left: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., removed: _Optional[int] = ..., voided: _Optional[bool] = ...) -> None: ...
 
 class GoldStandard(_message.Message):
     __slots__ = ("passed", "model_version", "ledger_seq", "live_accuracy", "gold_accuracy", "gap_points", "tolerance_points", "label_agreement", "max_probability_difference", "parameter_distance", "live_loss", "gold_loss", "checks", "failures")

@@ -72,6 +72,30 @@ class UnlearnBody(BaseModel):
         return [self.sample_id] if self.sample_id is not None else list(self.sample_ids or ())
 
 
+class ShardCertificateBody(BaseModel):
+    """What one shard's certified removal spent (docs/unlearning.md 14.3)."""
+
+    shard: int
+    step_bound: float = Field(description="The bound on the gradient residual this removal added")
+    bound_spent: float = Field(description="The shard's accumulated bound beta since its last retrain")
+    budget_left: float = Field(description="The budget sigma*epsilon/c less bound_spent; at 0 the shard retrains")
+    epsilon_spent: float = Field(description="beta*c/sigma: the epsilon the shard's removals have used so far")
+    removed: int = Field(description="Removals since the shard was last trained")
+    retrained: bool = Field(description="The budget would have run out: the shard was retrained instead")
+    hessian_rebuilt: bool = Field(description="The Hessian was formed afresh at the live parameters")
+
+
+class CertificateBody(BaseModel):
+    """A CERTIFIED batch's (epsilon, delta) certificate, as its forget.applied entry records it."""
+
+    epsilon: float
+    delta: float
+    sigma: float = Field(description="The training objective's noise scale")
+    budget: float = Field(description="sigma*epsilon/c, c = sqrt(2 ln(1.5/delta)): the bound each shard may spend")
+    retrains: int = Field(description="Shards the batch retrained because their budget would have run out")
+    shards: list[ShardCertificateBody] = Field(description="Each affected shard")
+
+
 class ForgetResultBody(BaseModel):
     """The applied batch that carried the request."""
 
@@ -83,6 +107,8 @@ class ForgetResultBody(BaseModel):
     residue_steps: int = Field(description="Retrain-region optimizer steps a subtraction could not remove")
     samples_read: int = Field(description="Training samples read retraining")
     apply_micros: int = Field(description="Engine time of the batch, microseconds")
+    certificate: CertificateBody | None = Field(None, description="CERTIFIED batches only (the linear family): "
+                                                "what the removal spent of the certified budget")
 
 
 class SampleBody(BaseModel):
@@ -221,7 +247,8 @@ def _answer(runtime: Runtime, view: RequestView) -> _Answer:
         result = ForgetResultBody(model_version=batch.model.version, model_digest=batch.model.digest,
                                   shard_digests=list(batch.model.shard_digests), strategy=batch.resolved_strategy,
                                   guarantee=batch.guarantee, residue_steps=batch.residue_steps,
-                                  samples_read=batch.samples_read, apply_micros=batch.apply_micros)
+                                  samples_read=batch.samples_read, apply_micros=batch.apply_micros,
+                                  certificate=_certificate(runtime, batch.seq))
     samples = []
     for sample_id, ref, forgotten in view.samples:
         if forgotten is None:  # pending: what was asked, nothing known yet
@@ -241,3 +268,17 @@ def _answer(runtime: Runtime, view: RequestView) -> _Answer:
         result=result, samples=samples,
     )  # fmt: skip
     return _Answer(answer.request_id, answer.status, answer.model_dump_json().encode())
+
+
+def _certificate(runtime: Runtime, applied_seq: int) -> CertificateBody | None:
+    """The batch's `certified` field from its forget.applied entry (the fold does not keep it: one row read), or
+    None when it has none (another strategy, or a batch recorded from the store's tag at restart)."""
+    cert = next(iter(runtime.ledger.read(applied_seq, 1))).payload.get("certified")
+    if not isinstance(cert, dict):
+        return None
+    shards = [ShardCertificateBody(
+        shard=sh["shard"], step_bound=float(sh["step_bound"]), bound_spent=float(sh["bound"]),
+        budget_left=float(sh["budget_left"]), epsilon_spent=float(sh["epsilon_spent"]), removed=sh["removed"],
+        retrained=sh["retrained"], hessian_rebuilt=sh["rebuilt"]) for sh in cert["shards"]]
+    return CertificateBody(epsilon=float(cert["epsilon"]), delta=float(cert["delta"]), sigma=float(cert["sigma"]),
+                           budget=float(cert["budget"]), retrains=sum(sh.retrained for sh in shards), shards=shards)
