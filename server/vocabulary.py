@@ -14,8 +14,8 @@ __all__ = ["STRATEGIES", "CONCRETE_STRATEGIES", "DEFAULT_STRATEGIES", "AUTO", "R
            "EXACT", "APPROXIMATE", "GUARANTEES", "UPDATE_REGION", "RETRAIN_REGION", "REGIONS", "AGGREGATIONS",
            "DEVICES", "check_device", "resolve_device", "PER_STEP_SCHEDULE", "SISA_SCHEDULE", "EPOCH_SCHEDULES",
            "INFLUENCE", "CERTIFIED", "CERTIFIED_GUARANTEE", "MLP", "LINEAR", "MODELS", "supported_strategies",
-           "check_supported", "weakest_guarantee", "FLOAT32_INCREMENTS", "FLOAT16_INCREMENTS", "INCREMENT_PRECISIONS",
-           "INLINE_EXECUTOR", "PROCESS_EXECUTOR", "RAY_EXECUTOR", "EXECUTORS"]
+           "check_supported", "weakest_guarantee", "FLOAT32_INCREMENTS", "FLOAT16_INCREMENTS", "INT8_INCREMENTS",
+           "INCREMENT_PRECISIONS", "INLINE_EXECUTOR", "PROCESS_EXECUTOR", "RAY_EXECUTOR", "EXECUTORS"]
 
 AUTO, RETRAIN, SISA, DPUS, HS, OHS = "auto", "retrain", "sisa", "dpus", "hs", "ohs"
 # One damped Newton step on the live parameters (Koh and Liang's influence functions), and the certified
@@ -49,10 +49,11 @@ PER_STEP_SCHEDULE, SISA_SCHEDULE = "per-step", "sisa"
 EPOCH_SCHEDULES = (SISA_SCHEDULE, PER_STEP_SCHEDULE)
 
 # The precision the recorded increments are stored in (EngineConfig.increments, docs/unlearning.md 2.4): each
-# optimizer step's float32 delta as is, or rounded to nearest-even float16 (half the bytes). DPUS subtracts the
-# stored values, whichever they are. Stores trained before the choice existed are float32.
-FLOAT32_INCREMENTS, FLOAT16_INCREMENTS = "float32", "float16"
-INCREMENT_PRECISIONS = (FLOAT32_INCREMENTS, FLOAT16_INCREMENTS)
+# optimizer step's float32 delta as is, rounded to nearest-even float16 (half the bytes), or quantised to int8
+# levels of one float32 scale per step (a quarter). DPUS subtracts the stored values, whichever they are.
+# Stores trained before the choice existed are float32.
+FLOAT32_INCREMENTS, FLOAT16_INCREMENTS, INT8_INCREMENTS = "float32", "float16", "int8"
+INCREMENT_PRECISIONS = (FLOAT32_INCREMENTS, FLOAT16_INCREMENTS, INT8_INCREMENTS)
 
 AGGREGATIONS = ("mean", "vote")  # how shard outputs combine: mean of probabilities, or majority of labels
 

@@ -1,7 +1,8 @@
 """The increments benchmarks: what the stored precision costs and saves, and what training pays to record.
 
-`precision_error` trains an Adult store twice from the same seed, float32 and float16 increments, applies the
-same DPUS forgets to both and reports their accuracy and parameter distance beside the bytes saved.
+`precision_error` trains an Adult store per stored precision from the same seed (float32, float16, int8
+increments), applies the same DPUS forgets to each and reports their accuracy and parameter distance to float32
+beside the bytes saved.
 `training_throughput` trains a store on a Purchase-shaped set (random rows, 100 classes) and times it in the
 same run as a bare torch loop of the same MLP, Adam and batches, recording the same increments into a RAM
 array written once, and as that loop without recording: microseconds per sample read, user and system seconds.
@@ -191,51 +192,65 @@ def _live(engine: Engine) -> np.ndarray:
     return np.concatenate([p.detach().cpu().numpy().astype(np.float64) for p in engine.snapshot().params])
 
 
-def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_dir: Path | None = None,
-                    **config: Any) -> dict[str, Any]:
-    """Two stores of `data` from the same seed, float32 and float16 increments, each given the same `forgets`
-    DPUS requests (one sample each, drawn from the training ids with `seed`), compared after the last.
+def _forgotten_store(data: Dataset, ids: list[str], config: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Train one store of `data` with `config`, apply a DPUS forget for each of `ids`; its figures and the
+    live parameters before and after."""
+    engine = Engine.train(data, EngineConfig(**config), root)
+    try:
+        before = _live(engine)
+        for sid in ids:
+            engine.forget([sid], DPUS)
+        return {"before": before, "after": _live(engine), "accuracy": engine.evaluate(),
+                "increments_bytes": int(engine.increments_bytes)}
+    finally:
+        engine.close()
 
-    Returns test accuracy of each, the parameter distance between them (L2, max abs, and L2 relative to how
-    far DPUS moved the float32 model), and each store's increments bytes with the fraction float16 saves."""
+
+def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_dir: Path | None = None,
+                    precisions: tuple[str, ...] = INCREMENT_PRECISIONS, **config: Any) -> dict[str, Any]:
+    """One store of `data` per precision (float32 first) from the same seed, each given the same `forgets` DPUS
+    requests (one sample each, drawn from the training ids with `seed`), compared after the last.
+
+    Returns test accuracy and increments bytes of each (accuracy_<p>, increments_bytes_<p>) and, for float16,
+    the parameter distance to float32 (l2_distance, max_abs_distance, relative_to_dpus_move: L2 relative to
+    how far DPUS moved the float32 model), accuracy_difference, bytes_saved and fraction_saved; the same
+    figures with an _<p> suffix for every other precision (l2_distance_int8, ...)."""
     root = Path(tempfile.mkdtemp(prefix="forgetd-precision-", dir=work_dir))
     ids = [data.train_ids[i] for i in np.random.default_rng(seed).choice(len(data.train_ids), forgets, replace=False)]
     out: dict[str, Any] = {"forgets": forgets, "rows": len(data.train_ids)}
-    live: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    runs: dict[str, dict[str, Any]] = {}
     try:
-        for precision in (FLOAT32_INCREMENTS, FLOAT16_INCREMENTS):
-            cfg = EngineConfig(**{"device": "cpu", **config, "seed": seed, "increments": precision})
-            engine = Engine.train(data, cfg, root / precision)
-            try:
-                before = _live(engine)
-                for sid in ids:
-                    engine.forget([sid], DPUS)
-                live[precision] = before, _live(engine)
-                out[f"accuracy_{precision}"] = engine.evaluate()
-                out[f"increments_bytes_{precision}"] = int(engine.increments_bytes)
-            finally:
-                engine.close()
+        for precision in (FLOAT32_INCREMENTS, *(p for p in precisions if p != FLOAT32_INCREMENTS)):
+            runs[precision] = _forgotten_store(data, ids, {"device": "cpu", **config, "seed": seed,
+                                                           "increments": precision}, root / precision)
+            out[f"accuracy_{precision}"] = runs[precision]["accuracy"]
+            out[f"increments_bytes_{precision}"] = runs[precision]["increments_bytes"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    (g32, a32), (g16, a16) = live[FLOAT32_INCREMENTS], live[FLOAT16_INCREMENTS]
-    moved = float(np.linalg.norm(a32 - g32))
-    out.update(
-        genesis_identical=bool(np.array_equal(g32, g16)),
-        l2_distance=float(np.linalg.norm(a16 - a32)),
-        max_abs_distance=float(np.abs(a16 - a32).max()),
-        dpus_moved_l2=moved,
-        relative_to_dpus_move=float(np.linalg.norm(a16 - a32)) / moved if moved else 0.0,
-        accuracy_difference=out[f"accuracy_{FLOAT16_INCREMENTS}"] - out[f"accuracy_{FLOAT32_INCREMENTS}"],
-        bytes_saved=out[f"increments_bytes_{FLOAT32_INCREMENTS}"] - out[f"increments_bytes_{FLOAT16_INCREMENTS}"],
-    )
-    out["fraction_saved"] = out["bytes_saved"] / max(1, out[f"increments_bytes_{FLOAT32_INCREMENTS}"])
+    ref = runs[FLOAT32_INCREMENTS]
+    moved = float(np.linalg.norm(ref["after"] - ref["before"]))
+    out["dpus_moved_l2"] = moved
+    for precision, run in runs.items():
+        if precision == FLOAT32_INCREMENTS:
+            continue
+        gap = run["after"] - ref["after"]
+        figures = {
+            "genesis_identical": bool(np.array_equal(ref["before"], run["before"])),
+            "l2_distance": float(np.linalg.norm(gap)), "max_abs_distance": float(np.abs(gap).max()),
+            "relative_to_dpus_move": float(np.linalg.norm(gap)) / moved if moved else 0.0,
+            "accuracy_difference": run["accuracy"] - ref["accuracy"],
+            "bytes_saved": ref["increments_bytes"] - run["increments_bytes"],
+        }
+        figures["fraction_saved"] = figures["bytes_saved"] / max(1, ref["increments_bytes"])
+        suffix = "" if precision == FLOAT16_INCREMENTS else f"_{precision}"
+        out.update({f"{key}{suffix}": value for key, value in figures.items()})
     return out
 
 
 @click.command("increments", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--adult", type=click.Path(file_okay=False, path_type=Path),
-              help="The UCI Adult folder (adult.data, adult.test): float16 against float32 after DPUS forgets.")
-@click.option("--forgets", type=int, default=100, show_default=True, help="DPUS forgets applied to both stores.")
+              help="The UCI Adult folder (adult.data, adult.test): float16 and int8 beside float32 after DPUS forgets.")
+@click.option("--forgets", type=int, default=100, show_default=True, help="DPUS forgets applied to every store.")
 @click.option("--rows", type=int, default=0, show_default=True,
               help="Purchase-shaped training rows: forgetd's training beside the bare loops (0: skip).")
 @click.option("--features", type=int, default=600, show_default=True)
@@ -245,7 +260,7 @@ def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_di
 @click.option("--increments", type=click.Choice(INCREMENT_PRECISIONS), default=FLOAT16_INCREMENTS, show_default=True)
 def increments_command(adult: Path | None, forgets: int, rows: int, features: int, slices: int, epochs: int,
                        epoch_schedule: str, increments: str) -> None:
-    """What float16 increments cost in error and save in bytes (--adult), and what training pays to record
+    """What float16 and int8 increments cost in error and save in bytes (--adult), and what training pays to record
     them beside a bare torch loop recording the same increments (--rows), as JSON."""
     if adult is None and not rows:
         raise click.UsageError("give --adult DIR (the precision error), --rows N (the throughput), or both")

@@ -3,8 +3,10 @@
 Per shard, step s in 1..S-m has one .npy file of shape (E_s * batches(s), P), row = optimizer step t minus
 the step's first t; it is opened memory-mapped (the files are the largest thing in the store and nothing but
 DPUS reads them). Its dtype is the store's stored precision (EngineConfig.increments): float32, each step's
-delta exactly, or float16, that delta rounded to nearest, ties to even (half the bytes). Either way DPUS
-subtracts exactly the stored values, so a replay that records the same steps subtracts the same bits.
+delta exactly; float16, that delta rounded to nearest, ties to even (half the bytes); or int8, a file of shape
+(rows,) whose records are a float32 scale and P int8 levels (a quarter of the bytes, engine/quantised.py).
+Whichever it is, DPUS subtracts exactly the stored values (for int8, the levels times the scale, exact in
+float64), so a replay that records the same steps subtracts the same bits.
 
 The index (CSR, immutable) lists for each member the optimizer steps of *all* steps whose planned batch held
 it: t < recorded_end are recorded, the others are the residue a DPUS leaves behind.
@@ -25,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from forgetd.server.errors import StoreError
+from forgetd.server.engine.quantised import dequantise, int8_rows, is_int8_rows
 from forgetd.server.engine.training import Epochs, ShardLayout, build_index, step_offsets
 from forgetd.server.store.space import full_as_no_space, reserve
-from forgetd.server.vocabulary import FLOAT16_INCREMENTS, FLOAT32_INCREMENTS, INCREMENT_PRECISIONS
+from forgetd.server.vocabulary import FLOAT16_INCREMENTS, FLOAT32_INCREMENTS, INCREMENT_PRECISIONS, INT8_INCREMENTS
 
 __all__ = ["ShardIndex", "ShardIncrements", "create_increments", "stored_dtype", "subtract"]
 
@@ -35,8 +38,11 @@ __all__ = ["ShardIndex", "ShardIncrements", "create_increments", "stored_dtype",
 _DTYPES: dict[str, np.dtype] = {FLOAT32_INCREMENTS: np.dtype("<f4"), FLOAT16_INCREMENTS: np.dtype("<f2")}
 
 
-def stored_dtype(precision: str) -> np.dtype:
-    """The dtype of increments stored in `precision` (one of vocabulary.INCREMENT_PRECISIONS)."""
+def stored_dtype(precision: str, num_params: int) -> np.dtype:
+    """The dtype of increments of `num_params` parameters stored in `precision` (vocabulary.INCREMENT_PRECISIONS):
+    one entry of a (rows, P) file for float32 and float16, one row's record of a (rows,) file for int8."""
+    if precision == INT8_INCREMENTS:
+        return int8_rows(num_params)
     try:
         return _DTYPES[precision]
     except KeyError:
@@ -44,15 +50,17 @@ def stored_dtype(precision: str) -> np.dtype:
 
 
 def create_increments(path: Path, rows: int, num_params: int, precision: str = FLOAT32_INCREMENTS) -> np.ndarray:
-    """A new .npy file of (rows, num_params) zeros in `precision` at `path`, its space reserved, mapped writable.
+    """A new .npy file of `rows` zero rows of `num_params` in `precision` at `path`, its space reserved, mapped
+    writable: shape (rows, num_params), or (rows,) records for int8.
 
     NoSpace (and no file left behind) when the file system cannot hold it."""
-    dtype = stored_dtype(precision)
-    size = rows * num_params * dtype.itemsize
+    dtype = stored_dtype(precision, num_params)
+    shape = (rows,) if precision == INT8_INCREMENTS else (rows, num_params)
+    size = int(np.prod(shape)) * dtype.itemsize
     try:
         with full_as_no_space(path.parent, f"reserving {size / 2**20:.1f} MiB for {path.name}"):
             # open_memmap leaves the data region a hole; nothing has touched a page of the mapping yet.
-            array = np.lib.format.open_memmap(path, "w+", dtype, (rows, num_params))
+            array = np.lib.format.open_memmap(path, "w+", dtype, shape)
             fd = os.open(path, os.O_RDWR)
             try:
                 reserve(fd, array.offset, size)
@@ -113,9 +121,12 @@ class ShardIncrements:
         except (OSError, ValueError) as exc:
             raise StoreError(f"{path}: unreadable increments ({exc}); the store is damaged") from None
         rows = int(self.offsets[s + 1] - self.offsets[s])
-        if mm.dtype not in _DTYPES.values():
-            raise StoreError(f"{path}: increments of dtype {mm.dtype}, not float32 or float16; the store is damaged")
-        if mm.ndim != 2 or mm.shape[0] != rows:
+        quantised = is_int8_rows(mm.dtype)
+        if mm.dtype not in _DTYPES.values() and not quantised:
+            raise StoreError(
+                f"{path}: increments of dtype {mm.dtype}, not float32, float16 or int8 records; the store is damaged"
+            )
+        if mm.ndim != (1 if quantised else 2) or mm.shape[0] != rows:
             raise StoreError(f"{path}: increments of shape {mm.shape}, expected {rows} rows; the store is damaged")
         self._maps[s] = mm
 
@@ -124,13 +135,15 @@ class ShardIncrements:
         return int(np.searchsorted(self.offsets, t, side="right")) - 1
 
     def row(self, t: int) -> np.ndarray:
+        """Delta_t as stored: a float32 or float16 row, or an int8 row's float64 values q * scale."""
         s = self.step_of(t)
-        return self._maps[s][t - int(self.offsets[s])]
+        row = self._maps[s][t - int(self.offsets[s])]
+        return row if row.dtype.names is None else dequantise(row)
 
     def cumulative(self, ts: np.ndarray, num_params: int) -> dict[int, np.ndarray]:
         """For recorded steps `ts` (ascending, each once): s -> sum of Delta_t over ts with t in steps <= s
-        (float64: a float16 or float32 row converts exactly), for every s from the first affected step to S.
-        Steps past S-m repeat the total."""
+        (float64: a float16 or float32 row converts exactly, an int8 row's q * scale is exact), for every s
+        from the first affected step to S. Steps past S-m repeat the total."""
         out: dict[int, np.ndarray] = {}
         if len(ts) == 0:
             return out

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetd.server.engine.model import MLPShape, forward
+from forgetd.server.engine.quantised import is_int8_rows, quantise
 from forgetd.server.engine.schedule import (
     Epochs,
     config_epochs,
@@ -215,7 +216,7 @@ def _set_deterministic(mode: bool) -> None:
 
 # on_step(s, the state after step s): store the checkpoint theta_s.
 StepCallback = Callable[[int, OptState], None]
-# increments(s, rows) -> a writable (rows, P) array, float32 or float16 (a memmap of the step's increments file):
+# increments(s, rows) -> a writable array of rows, float32, float16 or int8 records (a memmap of the step's file):
 # the increments stream into it in chunks, so recording never holds a whole step's increments in memory.
 IncrementSink = Callable[[int, int], np.ndarray]
 
@@ -322,19 +323,20 @@ class _Buffers:
 
 class _Recorder:
     """Streams one step's increments into its (rows, P) array: a chunk of float32 rows buffered on the device,
-    written out whenever the optimizer moves past it, rounded on the host when the array is float16. A
+    written out whenever the optimizer moves past it, rounded (float16) or quantised (int8) on the host. A
     memory-mapped file is written with pwrite, one sequential write per chunk, never through its mapping: each
     first store into a fresh mapping is a page fault of its own. Every row is set: a row whose batch was emptied
     by forgetting is zero (`empty`)."""
 
     def __init__(self, dst: np.ndarray, rows: int, buffers: _Buffers) -> None:
         self.dst, self.rows, self.buffers = dst, rows, buffers
+        self.int8 = is_int8_rows(dst.dtype)
         self.chunk = min(rows, _CHUNK_ROWS)
         self.buf = buffers.rows(self.chunk)  # rows base..base+chunk
         self.base = 0
         self.file: str | None = None
         self.offset = 0
-        if isinstance(dst, np.memmap) and dst.filename is not None and dst.dtype in _FILE_DTYPES:
+        if isinstance(dst, np.memmap) and dst.filename is not None and (dst.dtype in _FILE_DTYPES or self.int8):
             self.file, self.offset = str(dst.filename), int(dst.offset)
 
     def reach(self, r: int) -> None:
@@ -354,6 +356,7 @@ class _Recorder:
         if n == 0:
             return
         src = self.buffers.half(self.buf[:n]) if self.dst.dtype == np.float16 else self.buf[:n].cpu().numpy()
+        src = quantise(src) if self.int8 else src
         if self.file is None:
             self.dst[self.base : self.base + n] = src
             return
