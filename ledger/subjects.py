@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import unicodedata
+from collections.abc import Iterable
 
 
 def subject_ref(key: bytes, sample_id: str) -> str:
@@ -25,3 +26,24 @@ def subject_ref(key: bytes, sample_id: str) -> str:
         raise TypeError(f"sample_id must be a string, got {type(sample_id).__name__}")
     message = unicodedata.normalize("NFC", sample_id).encode("utf-8")
     return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()
+
+
+def subject_refs_raw(key: bytes, sample_ids: Iterable[str]) -> bytes:
+    """`subject_ref` of every id, as raw 32-byte digests end to end (bytes.fromhex of each, in order).
+
+    The same HMAC, for the hundreds of thousands of ids a daemon names when it starts: a one-shot HMAC sets its
+    key up again on every call, which costs more than hashing a short id, so the keyed state is made once and
+    copied for each id (hmac's own copy()).
+    """
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ValueError("subject_refs_raw needs a non-empty bytes key")
+    keyed = hmac.new(bytes(key), digestmod=hashlib.sha256)
+    out = bytearray()
+    for sample_id in sample_ids:
+        if not isinstance(sample_id, str):
+            raise TypeError(f"sample_id must be a string, got {type(sample_id).__name__}")
+        text = sample_id if sample_id.isascii() else unicodedata.normalize("NFC", sample_id)  # ASCII is NFC
+        h = keyed.copy()
+        h.update(text.encode("utf-8"))
+        out += h.digest()
+    return bytes(out)

@@ -37,7 +37,7 @@ from forgetd.server.engine.newton import ledger_details
 from forgetd.server.engine.planning import plan_forget
 from forgetd.server.engine.reports import ForgetReport, Plan, PlanEntry, SampleResult
 from forgetd.server.engine.retraining import retrain_store
-from forgetd.server.engine.state import LoadedStore, StoreMeta, load_store
+from forgetd.server.engine.state import LoadedStore, StoreMeta, load_store, stored_subjects
 from forgetd.server.engine.training import cuda_determinism
 from forgetd.server.errors import StoreError
 from forgetd.server.executors import ExecutorSpec, InlineExecutor, ShardExecutor, make_executor
@@ -180,6 +180,10 @@ class Engine:
     def sample_ids(self) -> list[str]:
         """Ids of the training samples still present (not forgotten), in training-data order."""
         return self._store.rows.ids()
+
+    def stored_subjects(self) -> dict[str, str]:
+        """Subject ref -> id of every row stored, each checked against the ref trained at its position."""
+        return stored_subjects(self._store)
 
     def has_sample(self, sample_id: str) -> bool:
         return sample_id in self._store.rows

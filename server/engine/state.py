@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from forgetd.ledger.subjects import subject_ref
+from forgetd.ledger.subjects import subject_ref, subject_refs_raw
 from forgetd.server.config import EngineConfig
 from forgetd.server.data.encoder import FeatureEncoder
 from forgetd.server.engine.checkpoints import ShardCheckpoints
@@ -54,7 +54,7 @@ from forgetd.server.store.rows import RowStore
 from forgetd.server.store.vault import sweep_stale
 
 __all__ = ["StoreMeta", "SampleIndex", "LoadedStore", "load_store", "load_encoder", "make_snapshot", "read_subject_key",
-           "ref_bytes"]
+           "ref_bytes", "stored_subjects"]
 
 log = logging.getLogger("forgetd.server")
 
@@ -268,6 +268,35 @@ def read_subject_key(paths: StorePaths) -> bytes:
     except OSError as exc:
         raise StoreError(f"{paths.subject_key}: cannot read it ({exc.strerror})") from None
     return key
+
+
+def stored_subjects(store: LoadedStore) -> dict[str, str]:
+    """Subject ref (hex) -> the row store's id, for every row stored, each checked against the ref refs.npy
+    holds for the row's position (its ordinal): a row whose id is not the one trained at its place, or a row
+    past the trained ones, was written behind forgetd's back and is refused (StoreError). One pass of
+    HMACs with the key set up once (ledger.subjects.subject_refs_raw), compared to refs.npy in one go."""
+    paths = store.paths
+    ids, ords = store.rows.ordinals()
+    refs = np.load(paths.refs, mmap_mode="r", allow_pickle=False)  # (N, 32) u8 by position
+    if len(ords) and int(ords[-1]) >= len(refs):
+        raise StoreError(f"{paths.rows}: a row at position {int(ords[-1])}, past the {len(refs)} the store trained "
+                         "on; the row store was changed behind forgetd's back: restore it from a backup")
+    computed = subject_refs_raw(store.subject_key, ids)
+    if computed != np.ascontiguousarray(refs[ords]).tobytes():
+        got = np.frombuffer(computed, "S32")
+        bad = int(np.argmax(got != np.ascontiguousarray(refs[ords]).view("S32").reshape(-1)))
+        if unicodedata.normalize("NFC", ids[bad]) != ids[bad]:
+            raise StoreError(f"{paths.rows}: row id {ids[bad]!r} is not in Unicode NFC form and refs.npy does not "
+                             "name it by its NFC form; train the store again with this forgetd")
+        raise StoreError(f"{paths.rows}: the row at position {int(ords[bad])} holds an id that is not the one the "
+                         "store trained there (its subject ref is not refs.npy's); the row store was changed "
+                         "behind forgetd's back: restore it from a backup")
+    hexed = computed.hex()
+    by_ref = dict(zip([hexed[i:i + 64] for i in range(0, len(hexed), 64)], ids))
+    if len(by_ref) != len(ids):
+        raise StoreError(f"{paths.root}: the training data has ids that are equal after Unicode NFC "
+                         "normalisation; the ledger could not tell those samples apart")
+    return by_ref
 
 
 def _live_params(paths: StorePaths, manifest: Manifest, shards: int) -> list[np.ndarray]:

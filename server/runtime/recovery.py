@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from forgetd.ledger import default_origin, subject_ref
+from forgetd.ledger import default_origin
 
 from forgetd.server.config import ServerConfig
 from forgetd.server.errors import StoreError
@@ -149,12 +149,10 @@ def _check_live_version(engine: Engine, fold: LedgerFold) -> ModelState:
 
 
 def _present_subjects(config: ServerConfig, engine: Engine, state: RuntimeState) -> dict[str, str]:
-    """Subject ref -> the store's id, for every sample still in the store."""
-    stored = engine.sample_ids()
-    by_ref = {subject_ref(state.subject_key, i): i for i in stored}
-    if len(by_ref) != len(stored):
-        raise StoreError(f"{config.store}: the training data has ids that are equal after Unicode NFC "
-                         "normalisation; the ledger could not tell those samples apart")
+    """Subject ref -> the store's id, for every sample still in the store. The engine names each row by the
+    HMAC of its id and refuses one whose ref is not refs.npy's at the row's position, so a row put back (or
+    rewritten) behind forgetd's back is refused here, before anything is served."""
+    by_ref = engine.stored_subjects()  # and refuses two ids equal after Unicode NFC normalisation
     back = [ref for ref in state.fold.forgotten if ref in by_ref]
     if back:
         raise StoreError(f"{len(back)} sample(s) the ledger says were forgotten are in the store's data "

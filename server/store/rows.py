@@ -158,6 +158,12 @@ class RowStore:
         with self._lock:
             return list(self._ords)
 
+    def ordinals(self) -> tuple[list[str], np.ndarray]:
+        """(ids, ordinals (n,) int64) of the rows still stored, in insertion order: a row's ordinal is its
+        position in the ids the store was created with, erased rows' included."""
+        with self._lock:
+            return list(self._ords), np.fromiter(self._ords.values(), dtype=np.int64, count=len(self._ords))
+
     def load(self, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, X (n, F) float32, y (n,) int64): every row in insertion order, or the named rows in the
         order named. UnknownSample when an id is not stored (never stored, or erased)."""
