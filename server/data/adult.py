@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Dataset, no_options, parse_number
-from forgetd.server.data.encoder import Column, FeatureEncoder
+from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, parse_number
+from forgetd.server.data.encoder import Column
 from forgetd.server.errors import DataError
 
 __all__ = ["load_adult"]
@@ -44,19 +44,8 @@ def load_adult(path: str | Path | None, *, unknown_category: str = "error", **op
     folder = Path(path)
     train_ids, train_rows, train_y = _read(folder / "adult.data")
     test_ids, test_rows, test_y = _read(folder / "adult.test")
-    encoder = FeatureEncoder.fit(_COLUMNS, train_rows, unknown_category=unknown_category)
-    return Dataset(
-        name="adult",
-        feature_names=encoder.feature_names,
-        train_ids=tuple(train_ids),
-        X_train=encoder.encode(train_rows),
-        y_train=np.array(train_y, dtype=np.int64),
-        test_ids=tuple(test_ids),
-        X_test=encoder.encode(test_rows, unknown_category="zeros"),
-        y_test=np.array(test_y, dtype=np.int64),
-        num_classes=2,
-        encoder=encoder,
-    )
+    return encoded_dataset("adult", _COLUMNS, (train_ids, train_rows, np.array(train_y)),
+                           (test_ids, test_rows, np.array(test_y)), num_classes=2, unknown_category=unknown_category)
 
 
 def _read(path: Path) -> tuple[list[str], list[list[str]], list[int]]:

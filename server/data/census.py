@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Dataset, no_options, parse_number
-from forgetd.server.data.encoder import Column, FeatureEncoder
+from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, parse_number
+from forgetd.server.data.encoder import Column
 from forgetd.server.errors import DataError
 
 __all__ = ["load_census", "CENSUS_COLUMNS"]
@@ -88,19 +88,8 @@ def load_census(path: str | Path | None, *, unknown_category: str = "error", **o
     folder = Path(path)
     train_ids, train_rows, train_y = _read(folder / "census-income.data")
     test_ids, test_rows, test_y = _read(folder / "census-income.test")
-    encoder = FeatureEncoder.fit(CENSUS_COLUMNS, train_rows, unknown_category=unknown_category)
-    return Dataset(
-        name="census-income",
-        feature_names=encoder.feature_names,
-        train_ids=tuple(train_ids),
-        X_train=encoder.encode(train_rows),
-        y_train=np.array(train_y, dtype=np.int64),
-        test_ids=tuple(test_ids),
-        X_test=encoder.encode(test_rows, unknown_category="zeros"),
-        y_test=np.array(test_y, dtype=np.int64),
-        num_classes=2,
-        encoder=encoder,
-    )
+    return encoded_dataset("census-income", CENSUS_COLUMNS, (train_ids, train_rows, np.array(train_y)),
+                           (test_ids, test_rows, np.array(test_y)), num_classes=2, unknown_category=unknown_category)
 
 
 def _read(path: Path) -> tuple[list[str], list[list[str]], list[int]]:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from forgetd.server.data.encoder import FeatureEncoder
+from forgetd.server.data.encoder import Column, FeatureEncoder
 from forgetd.server.errors import DataError
 
 __all__ = ["Dataset", "Hasher", "hash_rows", "split_is_test", "parse_number", "no_options"]
@@ -178,3 +178,24 @@ def parse_number(path: Path, line: int, column: str, value: str) -> float:
     if not math.isfinite(x):
         raise DataError(f"{path}: row {line}, column {column!r}: {value!r} is not a finite number")
     return x
+
+
+def encoded_dataset(name: str, columns: Sequence[Column], train: tuple[Sequence[str], list[list[str]], np.ndarray],
+                    test: tuple[Sequence[str], list[list[str]], np.ndarray], *, num_classes: int,
+                    unknown_category: str) -> Dataset:
+    """A Dataset of tabular cells, each split as (ids, cells, labels): the encoder is fitted on the training cells,
+    `unknown_category` is what the served model does with a category they lack ("error" or "zeros"), and the test
+    split always encodes one as zeros (it must load, whatever categories the training split happened to hold)."""
+    encoder = FeatureEncoder.fit(columns, train[1], unknown_category=unknown_category)
+    return Dataset(
+        name=name,
+        feature_names=encoder.feature_names,
+        train_ids=tuple(train[0]),
+        X_train=encoder.encode(train[1]),
+        y_train=np.asarray(train[2], dtype=np.int64),
+        test_ids=tuple(test[0]),
+        X_test=encoder.encode(test[1], unknown_category="zeros"),
+        y_test=np.asarray(test[2], dtype=np.int64),
+        num_classes=num_classes,
+        encoder=encoder,
+    )

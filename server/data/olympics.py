@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Dataset, no_options, parse_number, split_is_test
-from forgetd.server.data.encoder import Column, FeatureEncoder
+from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, parse_number, split_is_test
+from forgetd.server.data.encoder import Column
 from forgetd.server.errors import DataError
 
 __all__ = ["load_olympics", "OLYMPICS_HEADER", "OLYMPICS_COLUMNS"]
@@ -69,20 +69,10 @@ def load_olympics(path: str | Path | None, *, missing: str = "drop", test_fracti
         raise DataError(f"{path}: every row fell in the test split; lower test_fraction ({test_fraction})")
     if missing == "mean":
         _fill_means(path, rows, train)
-    encoder = FeatureEncoder.fit(OLYMPICS_COLUMNS, [rows[i] for i in train], unknown_category=unknown_category)
     y = np.array(labels, dtype=np.int64)
-    return Dataset(
-        name=path.name,
-        feature_names=encoder.feature_names,
-        train_ids=tuple(ids[i] for i in train),
-        X_train=encoder.encode([rows[i] for i in train]),
-        y_train=y[train],
-        test_ids=tuple(ids[i] for i in test),
-        X_test=encoder.encode([rows[i] for i in test], unknown_category="zeros"),
-        y_test=y[test],
-        num_classes=2,
-        encoder=encoder,
-    )
+    return encoded_dataset(path.name, OLYMPICS_COLUMNS, ([ids[i] for i in train], [rows[i] for i in train], y[train]),
+                           ([ids[i] for i in test], [rows[i] for i in test], y[test]), num_classes=2,
+                           unknown_category=unknown_category)
 
 
 def _read(path: Path, *, drop_missing: bool) -> tuple[list[str], list[list[str]], list[int]]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Dataset, no_options, split_is_test
-from forgetd.server.data.encoder import Column, FeatureEncoder
+from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, split_is_test
+from forgetd.server.data.encoder import Column
 from forgetd.server.errors import DataError
 
 __all__ = ["load_csv"]
@@ -61,19 +61,9 @@ def load_csv(
     if not train:
         raise DataError(f"{path}: every row fell in the test split; lower test_fraction ({test_fraction})")
     feats = [[rec[j] for j in feature_js] for rec in records]
-    encoder = FeatureEncoder.fit(columns, [feats[i] for i in train], unknown_category=unknown_category)
-    return Dataset(
-        name=path.name,
-        feature_names=encoder.feature_names,
-        train_ids=tuple(records[i][id_j] for i in train),
-        X_train=encoder.encode([feats[i] for i in train]),
-        y_train=y[train],
-        test_ids=tuple(records[i][id_j] for i in test),
-        X_test=encoder.encode([feats[i] for i in test], unknown_category="zeros"),
-        y_test=y[test],
-        num_classes=num_classes,
-        encoder=encoder,
-    )
+    return encoded_dataset(path.name, columns, ([records[i][id_j] for i in train], [feats[i] for i in train], y[train]),
+                           ([records[i][id_j] for i in test], [feats[i] for i in test], y[test]),
+                           num_classes=num_classes, unknown_category=unknown_category)
 
 
 def _read(path: Path, id_column: str, label_column: str,
