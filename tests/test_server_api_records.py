@@ -292,3 +292,18 @@ def test_real_adult_rows_from_the_files_are_answered_as_their_encoded_features(t
             assert answer.as_numpy("probabilities").tobytes() == want
         finally:
             http_client.close()
+
+
+def test_a_daemon_refuses_to_start_on_a_tampered_encoder(adult: tuple[Path, Path, object], tmp_path: Path) -> None:
+    from forgetd.server.engine.engine import Engine
+    from forgetd.server.errors import StoreError
+
+    store = tmp_path / "store"
+    shutil.copytree(adult[1], store)
+    live = store / "encoder.json"
+    doc = json.loads(live.read_bytes())
+    doc["columns"][0]["mean"] += 1.0  # still a well-formed encoder: only the digest genesis committed tells
+    live.write_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    with pytest.raises(StoreError, match=r"encoder\.json: sha256 [0-9a-f]{64} is not the [0-9a-f]{64} genesis "
+                                         r"committed"):
+        Engine.open(store)

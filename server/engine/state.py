@@ -43,6 +43,7 @@ from forgetd.server.store.layout import (
     FORMAT,
     Manifest,
     StorePaths,
+    check_committed,
     collect_garbage,
     fsync_dir,
     increments_artifact,
@@ -246,7 +247,9 @@ def load_encoder(paths: StorePaths, num_features: int, owner: bool) -> FeatureEn
     """The store's feature encoder. A store trained before encoders were kept gets the identity over its
     features (x0..), written by the writer once so that its vaults hold one too."""
     try:
-        encoder = FeatureEncoder.from_bytes(paths.encoder.read_bytes(), str(paths.encoder))
+        data = paths.encoder.read_bytes()
+        check_committed(paths, "encoder", paths.encoder, data)
+        encoder = FeatureEncoder.from_bytes(data, str(paths.encoder))
     except FileNotFoundError:
         encoder = FeatureEncoder.identity([f"x{j}" for j in range(num_features)])
         if owner:

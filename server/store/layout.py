@@ -49,6 +49,7 @@ __all__ = [
     "write_durable",
     "save_array",
     "sha256_file",
+    "check_committed",
     "fsync_dir",
     "collect_garbage",
     "params_artifact",
@@ -247,6 +248,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def check_committed(paths: StorePaths, artifact: str, path: Path, data: bytes) -> None:
+    """StoreError when `data` (read from `path`) is not the file genesis.json committed as `artifact`, so a
+    daemon refuses at start what `forgetd verify` would fail. No record (a store trained before the artifact
+    was committed, or no genesis.json yet): nothing to compare with."""
+    try:
+        recorded = json.loads(paths.genesis.read_bytes())["artifacts"][artifact]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != recorded:
+        raise StoreError(f"{path}: sha256 {actual} is not the {recorded} genesis committed; the file was changed "
+                         "after training: restore it from the audit vault or a backup, and run `forgetd verify`")
 
 
 def sha256_file(path: Path) -> str:
