@@ -264,3 +264,21 @@ def test_run_steps_shrinks_batches_and_skips_emptied_ones_like_the_naive_loop() 
     assert sorted(incs) == [1, 2] and not np.isnan(incs[1]).any()
     assert not incs[1][0].any()  # the emptied batch: no step, a zero increment
     assert np.allclose(incs[1].sum(0) + incs[2].sum(0), states[2].params.numpy() - p0.numpy(), atol=1e-5)
+
+
+def test_run_steps_counts_the_short_last_batch_as_read_when_nothing_is_forgotten() -> None:
+    import torch
+
+    from forgetd.server.engine.training import OptState, deterministic, run_steps
+
+    (lay,) = make_layout([f"s{i}" for i in range(95)], 1, 3, seed=4)  # steps of 32/64/95 rows: short last batches
+    shape = MLPShape(6, (5,), 3)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(95, 6, generator=gen), torch.randint(0, 3, (95,), generator=gen)
+    p0 = init_params(shape, 1)
+    zeros = torch.zeros_like(p0)
+    with deterministic():
+        read = run_steps(shape=shape, layout=lay, X=X, y=y, alive=np.ones(95, bool),
+                         start=OptState(p0, zeros, zeros, 0), first=1, seed=4, shard=0, epochs=2, batch_size=10,
+                         learning_rate=0.01, record_upto=0, on_step=lambda s, st: None, increments=None)
+    assert read == 2 * sum(lay.step_size(s) for s in (1, 2, 3))  # each sample once per epoch, not 10 per batch

@@ -294,7 +294,7 @@ def _batches(layout: ShardLayout, seed: int, shard: int, s: int, e: int, nb: int
     """(order, cuts): the epoch's members in batch order, batch b being order[cuts[b]:cuts[b+1]]. With `alive`
     (some members forgotten): shrink, don't re-pack, the forgotten are dropped and every batch keeps its bounds."""
     order = epoch_order(layout, seed, shard, s, e)
-    cuts = np.arange(0, nb + 1) * batch_size
+    cuts = np.minimum(np.arange(0, nb + 1) * batch_size, len(order))  # the last batch may be short
     if alive is not None:
         keep = alive[order]
         order = order[keep]
