@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["DaemonProcess", "forgetd", "run_forgetd"]
+__all__ = ["DaemonProcess", "forgetd", "run_forgetd", "wait_serving"]
 
 
 def forgetd() -> list[str]:
@@ -31,6 +31,20 @@ def run_forgetd(args: Sequence[str], timeout: float = 600.0) -> subprocess.Compl
                           stdin=subprocess.DEVNULL)
 
 
+def wait_serving(channel: grpc.Channel, timeout: float) -> bool:
+    """Block until the server's overall health is SERVING (a Watch stream: no polling); False when the stream
+    ended first."""
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=timeout,
+                                                       wait_for_ready=True)
+    try:
+        for update in stream:
+            if update.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+    finally:
+        stream.cancel()
+    return False
+
+
 class DaemonProcess:
     """`forgetd serve --store STORE --listen 127.0.0.1:0` in a subprocess; `start` returns once it is SERVING."""
 
@@ -42,21 +56,20 @@ class DaemonProcess:
         self.address = self._wait_for("listening on ").split("listening on ", 1)[1].split(";")[0].strip()
 
     @classmethod
-    def start(cls, store: Path, *args: str, timeout: float = 300.0) -> DaemonProcess:
+    def spawn(cls, store: Path, *args: str) -> DaemonProcess:
+        """The daemon started and bound (its address known), not yet SERVING: `start` waits for that too."""
         proc = subprocess.Popen([*forgetd(), "serve", "--store", str(store), "--listen", "127.0.0.1:0",
                                  "--log-level", "warning", *args],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        daemon = cls(proc)
+        return cls(proc)
+
+    @classmethod
+    def start(cls, store: Path, *args: str, timeout: float = 300.0) -> DaemonProcess:
+        daemon = cls.spawn(store, *args)
         with grpc.insecure_channel(daemon.address) as channel:
-            stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""),
-                                                               timeout=timeout, wait_for_ready=True)
-            try:
-                for update in stream:
-                    if update.status == health_pb2.HealthCheckResponse.SERVING:
-                        return daemon
-            finally:
-                stream.cancel()
-        raise RuntimeError(f"forgetd serve never said SERVING:\n{daemon.log}")
+            if not wait_serving(channel, timeout):
+                raise RuntimeError(f"forgetd serve never said SERVING:\n{daemon.log}")
+        return daemon
 
     @property
     def log(self) -> str:

@@ -20,9 +20,8 @@ from typing import Any
 
 import grpc
 from forgetd.v1 import inference_service_pb2, inference_service_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from forgetd.server.bench.processes import DaemonProcess, forgetd
+from forgetd.server.bench.processes import DaemonProcess, wait_serving
 from forgetd.server.store.layout import StorePaths
 
 __all__ = ["startup_figures", "open_phases", "proc_memory"]
@@ -32,8 +31,6 @@ def startup_figures(store_dir: Path, *, device: str = "cpu", timeout: float = 60
     """Seconds from the daemon's process start to health SERVING and to its first Predict answered, its
     resident memory after that Predict (GiB, and as a multiple of the raw float32 training features), and
     the seconds of each phase of Engine.open."""
-    import subprocess
-
     import numpy as np
 
     from forgetd.server.engine.state import StoreMeta
@@ -48,17 +45,15 @@ def startup_figures(store_dir: Path, *, device: str = "cpu", timeout: float = 60
         DaemonProcess.start(paths.root, "--device", device, timeout=timeout).stop()
         out["genesis_serve_seconds"] = time.monotonic() - t0
     t0 = time.monotonic()
-    proc = subprocess.Popen([*forgetd(), "serve", "--store", str(paths.root), "--listen", "127.0.0.1:0",
-                             "--device", device, "--log-level", "warning"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    daemon = DaemonProcess(proc)
+    daemon = DaemonProcess.spawn(paths.root, "--device", device)
     try:
         with grpc.insecure_channel(daemon.address) as channel:
-            _wait_serving(channel, timeout)
+            if not wait_serving(channel, timeout):
+                raise RuntimeError(f"forgetd serve never said SERVING:\n{daemon.log}")
             out["serving_seconds"] = time.monotonic() - t0
             _predict_one(channel, meta.num_features, timeout)
             out["first_predict_seconds"] = time.monotonic() - t0
-            out.update(proc_memory(proc.pid))
+            out.update(proc_memory(daemon.proc.pid))
     finally:
         daemon.stop()
     out["rss_over_raw"] = out["vm_rss_gib"] / out["raw_features_gib"]
@@ -87,18 +82,6 @@ def proc_memory(pid: int) -> dict[str, float]:
         if name in ("VmRSS", "VmHWM"):
             fields[f"{name.lower().replace('vm', 'vm_')}_gib"] = int(value.split()[0]) / 2**20  # kB
     return fields
-
-
-def _wait_serving(channel: grpc.Channel, timeout: float) -> None:
-    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=timeout,
-                                                       wait_for_ready=True)
-    try:
-        for update in stream:
-            if update.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-    finally:
-        stream.cancel()
-    raise RuntimeError("forgetd serve never said SERVING")
 
 
 def _predict_one(channel: grpc.Channel, features: int, timeout: float) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from forgetd.server.data.dataset import Dataset, no_options, split_is_test
 from forgetd.server.errors import DataError
 
-__all__ = ["load_npz"]
+__all__ = ["load_npz", "npz_arrays"]
 
 _TEST_KEYS = ("test_ids", "X_test", "y_test")
 
@@ -59,13 +59,7 @@ def load_npz(
 
 def _read(path: Path) -> dict[str, np.ndarray]:
     """Every array of the file; DataError unless `ids`, `X`, `y` are there and the test arrays all or none."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = npz_arrays(path)
     for key in ("ids", "X", "y"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r}; the file has {sorted(arrays)}")
@@ -112,3 +106,16 @@ def _check_unique(path: Path, key: str, ids: list[str]) -> None:
         if s in first:
             raise DataError(f"{path}: array {key!r} row {i}: duplicate id {s!r} (first seen in row {first[s]})")
         first[s] = i
+
+
+def npz_arrays(path: Path, expected: str = "") -> dict[str, np.ndarray]:
+    """Every array of an .npz file; DataError when it is missing (`expected` says what the loader wants) or
+    not a zip of plain arrays. No pickles: an .npz of plain arrays is all a data file needs, and a pickle can
+    run code."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file{'; ' + expected if expected else ''}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz file of plain arrays ({e})") from None

@@ -15,12 +15,12 @@ the id the csv and npz loaders use: about `test_fraction` of the rows are the te
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from forgetd.server.data.dataset import Dataset, no_options, split_is_test
+from forgetd.server.data.npz import npz_arrays
 from forgetd.server.errors import DataError
 
 __all__ = ["load_purchase", "PURCHASE_FEATURES"]
@@ -39,7 +39,7 @@ def load_purchase(path: str | Path | None, *, test_fraction: float = 0.2, seed: 
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"purchase: test_fraction is {test_fraction}; choose a value in [0, 1)")
     path = Path(path)
-    arrays = _read(path)
+    arrays = npz_arrays(path, "the purchase loader expects an .npz file such as purchase100.npz")
     x_key, y_key = _keys(path, arrays)
     X = _features(path, x_key, arrays[x_key])
     y, num_classes = _labels(path, y_key, arrays[y_key], len(X))
@@ -58,17 +58,6 @@ def load_purchase(path: str | Path | None, *, test_fraction: float = 0.2, seed: 
         y_test=y[is_test],
         num_classes=num_classes,
     )
-
-
-def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; the purchase loader expects an .npz file such as purchase100.npz")
-    try:
-        # No pickles: an .npz of plain arrays is all a data file needs, and a pickle can run code.
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable .npz file of plain arrays ({e})") from None
 
 
 def _keys(path: Path, arrays: dict[str, np.ndarray]) -> tuple[str, str]:

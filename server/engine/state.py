@@ -164,6 +164,7 @@ class LoadedStore:
         self._meta = meta
         self._owner = owner
         self._loaded: _Loaded | None = None
+        self.checked_rows: tuple[list[str], np.ndarray, bytes] | None = None  # stored_subjects', for _load
         self._load_lock = threading.Lock()
 
     @property
@@ -274,10 +275,21 @@ def read_subject_key(paths: StorePaths) -> bytes:
 
 
 def stored_subjects(store: LoadedStore) -> dict[str, str]:
-    """Subject ref (hex) -> the row store's id, for every row stored, each checked against the ref refs.npy
-    holds for the row's position (its ordinal): a row whose id is not the one trained at its place, or a row
-    past the trained ones, was written behind forgetd's back and is refused (StoreError). One pass of
-    HMACs with the key set up once (ledger.subjects.subject_refs_raw), compared to refs.npy in one go."""
+    """Subject ref (hex) -> id of every row stored (checked by `_checked_rows`, the check kept for the first use
+    so it does not hash every id again); StoreError for two ids equal after Unicode NFC normalisation."""
+    ids, _, computed = store.checked_rows = _checked_rows(store)
+    hexed = computed.hex()
+    by_ref = dict(zip([hexed[i:i + 64] for i in range(0, len(hexed), 64)], ids))
+    if len(by_ref) != len(ids):
+        raise StoreError(f"{store.paths.root}: the training data has ids that are equal after Unicode NFC "
+                         "normalisation; the ledger could not tell those samples apart")
+    return by_ref
+
+
+def _checked_rows(store: LoadedStore) -> tuple[list[str], np.ndarray, bytes]:
+    """(ids, ordinals, raw subject refs) of every row stored, each id checked against refs.npy at its ordinal
+    (its training position): a row whose id is not the one trained there, or past the trained ones, is refused
+    (StoreError). One pass of HMACs (ledger.subjects.subject_refs_raw), compared to refs.npy in one go."""
     paths = store.paths
     ids, ords = store.rows.ordinals()
     refs = np.load(paths.refs, mmap_mode="r", allow_pickle=False)  # (N, 32) u8 by position
@@ -285,21 +297,16 @@ def stored_subjects(store: LoadedStore) -> dict[str, str]:
         raise StoreError(f"{paths.rows}: a row at position {int(ords[-1])}, past the {len(refs)} the store trained "
                          "on; the row store was changed behind forgetd's back: restore it from a backup")
     computed = subject_refs_raw(store.subject_key, ids)
-    if computed != np.ascontiguousarray(refs[ords]).tobytes():
-        got = np.frombuffer(computed, "S32")
-        bad = int(np.argmax(got != np.ascontiguousarray(refs[ords]).view("S32").reshape(-1)))
+    expected = np.ascontiguousarray(refs[ords]).tobytes()
+    if computed != expected:
+        bad = int(np.argmax(np.frombuffer(computed, "S32") != np.frombuffer(expected, "S32")))
         if unicodedata.normalize("NFC", ids[bad]) != ids[bad]:
             raise StoreError(f"{paths.rows}: row id {ids[bad]!r} is not in Unicode NFC form and refs.npy does not "
                              "name it by its NFC form; train the store again with this forgetd")
         raise StoreError(f"{paths.rows}: the row at position {int(ords[bad])} holds an id that is not the one the "
                          "store trained there (its subject ref is not refs.npy's); the row store was changed "
                          "behind forgetd's back: restore it from a backup")
-    hexed = computed.hex()
-    by_ref = dict(zip([hexed[i:i + 64] for i in range(0, len(hexed), 64)], ids))
-    if len(by_ref) != len(ids):
-        raise StoreError(f"{paths.root}: the training data has ids that are equal after Unicode NFC "
-                         "normalisation; the ledger could not tell those samples apart")
-    return by_ref
+    return ids, ords, computed
 
 
 def _live_params(paths: StorePaths, manifest: Manifest, shards: int) -> list[np.ndarray]:
@@ -324,14 +331,8 @@ def _reconcile_rows(store: LoadedStore, index: SampleIndex) -> np.ndarray:
     and check that every row never forgotten is there; alive (N,) by position."""
     paths, rows, key = store.paths, store.rows, store.subject_key
     forgotten = set(store.manifest.forgotten)
-    ids = rows.ids()
-    pos = index.positions([ref_bytes(key, sid) for sid in ids])
-    if (pos < 0).any():
-        stranger = ids[int(np.argmax(pos < 0))]
-        if unicodedata.normalize("NFC", stranger) != stranger:
-            raise StoreError(f"{paths.rows}: row id {stranger!r} is not in Unicode NFC form and refs.npy does not "
-                             "name it by its NFC form; train the store again with this forgetd")
-        raise StoreError(f"{paths.rows}: a row the store never trained on; the store is damaged")
+    checked, store.checked_rows = store.checked_rows, None
+    ids, pos, _ = checked if checked is not None else _checked_rows(store)  # a checked id's position is its ordinal
     leftover = [sid for sid, p in zip(ids, pos.tolist()) if p in forgotten]
     if leftover:
         if store._owner:

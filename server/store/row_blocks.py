@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ def rows_per_block(num_features: int) -> int:
     return max(1, min(_MAX_BLOCK_ROWS, _BLOCK_BYTES // max(1, 4 * num_features)))
 
 
-class Layout:
+class Layout(ABC):
     """How one format reads and erases rows; the caller holds the lock and, for `erase`, the transaction."""
 
     format: str
@@ -56,21 +57,21 @@ class Layout:
     def __init__(self, path: Path, num_features: int) -> None:
         self.path, self.num_features = path, num_features
 
+    @abstractmethod
     def index(self, conn: sqlite3.Connection) -> dict[str, int]:
         """id -> ordinal of every stored row, in ordinal order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_all(self, conn: sqlite3.Connection, ords: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of the rows with these ordinals (ascending: every stored row)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_some(self, conn: sqlite3.Connection, ords: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of the rows with these ordinals, in this order (repeats allowed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def erase(self, conn: sqlite3.Connection, ords: Sequence[int]) -> None:
         """Remove these rows (distinct, stored) inside the caller's transaction."""
-        raise NotImplementedError
 
     def _changed(self, what: str) -> StoreError:
         return StoreError(f"{self.path}: {what}; the file was changed behind this store's back")
