@@ -55,6 +55,12 @@ EPOCH_SCHEDULES = (SISA_SCHEDULE, PER_STEP_SCHEDULE)
 FLOAT32_INCREMENTS, FLOAT16_INCREMENTS, INT8_INCREMENTS = "float32", "float16", "int8"
 INCREMENT_PRECISIONS = (FLOAT32_INCREMENTS, FLOAT16_INCREMENTS, INT8_INCREMENTS)
 
+# How the increments files are encoded (EngineConfig.increments_codec, docs/unlearning.md 2.4): as .npy arrays,
+# or one zstd frame per row (engine/increments_codec.py), decoded to the same bytes. Stores trained before the
+# choice existed are "none".
+NO_INCREMENTS_CODEC, ZSTD_INCREMENTS = "none", "zstd"
+INCREMENTS_CODECS = (NO_INCREMENTS_CODEC, ZSTD_INCREMENTS)
+
 AGGREGATIONS = ("mean", "vote")  # how shard outputs combine: mean of probabilities, or majority of labels
 
 DEVICES = ("auto", "cpu", "cuda")  # plus "cuda:N"; auto = the first CUDA device when torch sees one

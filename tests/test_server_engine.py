@@ -19,6 +19,7 @@ from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import AlreadyForgotten, EmptyRequest, InvalidStrategy, UnknownSample
 from forgetd.server.engine.increments import subtract
+from forgetd.server.engine.increments_codec import CompressedIncrements, is_compressed
 from forgetd.server.engine.model import MLPShape
 from forgetd.server.store.rows import RowStore
 from forgetd.server.store.layout import Manifest
@@ -85,7 +86,8 @@ class StoreView:
     def increment(self, k: int, t: int) -> np.ndarray:
         offsets = step_offsets(self.layouts[k], self.cfg.epochs, self.cfg.batch_size)
         s = int(np.searchsorted(offsets, t, side="right")) - 1
-        inc = np.load(self.root / "artifacts" / self.manifest().files[f"shard{k}.step{s}.inc"], mmap_mode="r")
+        path = self.root / "artifacts" / self.manifest().files[f"shard{k}.step{s}.inc"]
+        inc = CompressedIncrements(path) if is_compressed(path) else np.load(path, mmap_mode="r")
         return np.array(inc[t - offsets[s]])
 
     def where(self, sample_id: str) -> tuple[int, int, int]:

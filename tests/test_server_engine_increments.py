@@ -26,7 +26,8 @@ from forgetd.server.errors import InvalidConfig, StoreError
 from forgetd.server.store.layout import Manifest, StorePaths
 
 # batch_size 2: steps of up to ~230 optimizer steps, so the recorder's chunks of 64 rows are crossed.
-CHUNKY = dict(epoch_schedule="per-step", epochs=2, batch_size=2)
+CHUNKY = dict(epoch_schedule="per-step", epochs=2, batch_size=2, increments_codec="none")
+NPY = dict(increments_codec="none")  # these tests read the .npy files; the zstd codec's are in its own tests
 
 
 def increments_files(store: Path) -> dict[str, Path]:
@@ -107,7 +108,7 @@ def test_a_float16_file_round_trips_through_the_reader(tmp_path: Path) -> None:
 
 
 def test_dpus_on_a_float16_store_replays_bitwise(tmp_path: Path) -> None:
-    store = train_small_store(tmp_path / "store", increments="float16")
+    store = train_small_store(tmp_path / "store", increments="float16", **NPY)
     with running_daemon(store) as running, Client(running.address) as client:
         ids = running.runtime.engine.sample_ids()[:8]
         for i, sid in enumerate(ids):
@@ -180,7 +181,7 @@ def test_int8_increments_are_the_float32_ones_quantised(tmp_path: Path) -> None:
 
 
 def test_dpus_on_an_int8_store_replays_bitwise(tmp_path: Path) -> None:
-    store = train_small_store(tmp_path / "store", increments="int8")
+    store = train_small_store(tmp_path / "store", increments="int8", **NPY)
     with running_daemon(store) as running, Client(running.address) as client:
         ids = running.runtime.engine.sample_ids()[:8]
         for i, sid in enumerate(ids):
@@ -195,7 +196,7 @@ def test_dpus_on_an_int8_store_replays_bitwise(tmp_path: Path) -> None:
 
 
 def test_a_store_without_the_setting_reads_as_float32(tmp_path: Path) -> None:
-    store = train_small_store(tmp_path / "s", increments="float32")
+    store = train_small_store(tmp_path / "s", increments="float32", **NPY)
     meta_path = StorePaths(store).meta
     meta = json.loads(meta_path.read_text())
     del meta["config"]["increments"]  # what a store trained before the setting holds
@@ -224,7 +225,8 @@ def test_a_bad_precision_is_refused_with_the_choices(tmp_path: Path) -> None:
 def test_train_records_the_chosen_precision(tmp_path: Path) -> None:
     result = CliRunner().invoke(train, ["--data", "synthetic", "--rows", "120", "--store", str(tmp_path / "s"),
                                         "--slices", "3", "--epochs", "1", "--epoch-schedule", "per-step",
-                                        "--hidden", "8", "--device", "cpu", "--increments", "float32", "-q"])
+                                        "--hidden", "8", "--device", "cpu", "--increments", "float32", "--increments-codec", "none",
+                                        "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s" / "genesis.json").read_text())["config"]["increments"] == "float32"
     assert all(np.load(p).dtype == np.float32 for p in increments_files(tmp_path / "s").values())
@@ -237,7 +239,7 @@ def test_the_bench_functions_report_their_figures(tmp_path: Path) -> None:
     from forgetd.server.bench.increments_bench import precision_error, training_throughput
     from forgetd.server.data import load_dataset
 
-    t = training_throughput(400, 12, 3, 1, "per-step", "float16", work_dir=tmp_path)
+    t = training_throughput(400, 12, 3, 1, "per-step", "float16", codec="none", work_dir=tmp_path)
     rows = sum(-(-(400 * s // 3) // 128) for s in range(1, 3 - t["m"] + 1))  # E_s * batches(s), s <= S-m
     assert t["increments_bytes"] > 0 and t["bytes_per_sample_per_param"] > 0
     assert t["increments_bytes"] >= rows * t["num_params"] * 2  # float16 rows, plus each file's header

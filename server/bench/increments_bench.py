@@ -6,8 +6,11 @@ beside the bytes saved.
 `training_throughput` trains a store on a Purchase-shaped set (random rows, 100 classes) and times it in the
 same run as a bare torch loop of the same MLP, Adam and batches, recording the same increments into a RAM
 array written once, and as that loop without recording: microseconds per sample read, user and system seconds.
+`codec_figures` trains the same store with the increments files as .npy (codec none) and as zstd frames, per
+precision, and reports their bytes, the ratio and the median training time of each (--codec).
 
     forgetd bench increments [--adult DIR] [--forgets 100] [--rows N --features 600 --epoch-schedule per-step]
+                             [--codec] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from forgetd.server.data.dataset import Dataset
 from forgetd.server.engine.engine import Engine
 from forgetd.server.engine.model import MLPShape, forward, init_params, model_shape
 from forgetd.server.engine.increments import create_increments
+from forgetd.server.engine.increments_codec import IncrementRows
 from forgetd.server.engine.schedule import config_epochs, cost, epochs_per_step
 from forgetd.server.engine.training import OptState, derive_seed, deterministic, make_layout, num_batches, run_steps
 from forgetd.server.vocabulary import DPUS, EPOCH_SCHEDULES, FLOAT16_INCREMENTS, FLOAT32_INCREMENTS
-from forgetd.server.vocabulary import INCREMENT_PRECISIONS, MLP, PER_STEP_SCHEDULE
+from forgetd.server.vocabulary import INCREMENT_PRECISIONS, INCREMENTS_CODECS, MLP, NO_INCREMENTS_CODEC, PER_STEP_SCHEDULE
+from forgetd.server.vocabulary import ZSTD_INCREMENTS
 
-__all__ = ["training_throughput", "precision_error", "purchase_like", "increments_command"]
+__all__ = ["training_throughput", "precision_error", "codec_figures", "purchase_like", "increments_command"]
 
 PURCHASE_CLASSES = 100
 
@@ -123,8 +128,8 @@ def _forgetd_loop(ds: Dataset, cfg: EngineConfig, m: int, out_dir: Path) -> dict
     p0 = init_params(shape, derive_seed(cfg.seed, "init", 0))
     zeros = torch.zeros_like(p0)
 
-    def sink(s: int, rows: int) -> np.ndarray:
-        return create_increments(out_dir / f"step{s}.npy", rows, shape.num_params, cfg.increments)
+    def sink(s: int, rows: int) -> IncrementRows:
+        return create_increments(out_dir / f"step{s}.npy", rows, shape.num_params, cfg.increments, cfg.increments_codec)
 
     out: dict[str, float] = {}
     with deterministic(), _clock(out):
@@ -143,7 +148,7 @@ def _per_sample(figures: dict[str, float]) -> float:
 
 def training_throughput(n_rows: int, n_features: int, slices: int = 10, epochs: int = 1,
                         schedule: str = PER_STEP_SCHEDULE, increments: str = FLOAT16_INCREMENTS, *,
-                        work_dir: Path | None = None) -> dict[str, Any]:
+                        codec: str = ZSTD_INCREMENTS, work_dir: Path | None = None) -> dict[str, Any]:
     """forgetd's training of a Purchase-shaped set (one shard, the paper's MLP and batch, the default budget)
     against, in the same run, a bare loop of the same MLP, Adam and batch size recording the same increments
     into RAM (written once per step) and that loop not recording.
@@ -155,7 +160,8 @@ def training_throughput(n_rows: int, n_features: int, slices: int = 10, epochs: 
     increments_bytes and bytes_per_sample_per_param (increments bytes / (training rows x parameters)); m,
     num_params and the configuration."""
     ds = purchase_like(n_rows, n_features)
-    cfg = EngineConfig(slices=slices, epochs=epochs, epoch_schedule=schedule, increments=increments, device="cpu")
+    cfg = EngineConfig(slices=slices, epochs=epochs, epoch_schedule=schedule, increments=increments,
+                       increments_codec=codec, device="cpu")
     root = Path(tempfile.mkdtemp(prefix="forgetd-throughput-", dir=work_dir))
     runs: dict[str, dict[str, float]] = {"build": {}}
     try:
@@ -174,7 +180,8 @@ def training_throughput(n_rows: int, n_features: int, slices: int = 10, epochs: 
     runs["bare"] = _bare(ds, cfg, m, False, work_dir)
     num_params = model_shape(MLP, cfg.hidden_sizes, n_features, ds.num_classes).num_params
     out: dict[str, Any] = {"n_rows": n_rows, "n_features": n_features, "slices": slices, "epochs": epochs,
-                           "schedule": schedule, "increments": increments, "num_params": num_params, "m": m,
+                           "schedule": schedule, "increments": increments, "codec": codec, "num_params": num_params,
+                           "m": m,
                            "samples_read": int(runs["loop"]["samples"])}
     for name, fig in runs.items():
         out[f"us_per_sample_{name}"] = _per_sample(fig)
@@ -221,7 +228,9 @@ def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_di
     runs: dict[str, dict[str, Any]] = {}
     try:
         for precision in (FLOAT32_INCREMENTS, *(p for p in precisions if p != FLOAT32_INCREMENTS)):
-            runs[precision] = _forgotten_store(data, ids, {"device": "cpu", **config, "seed": seed,
+            # .npy files unless `config` says otherwise: the bytes saved are the precision's alone
+            runs[precision] = _forgotten_store(data, ids, {"device": "cpu", "increments_codec": NO_INCREMENTS_CODEC,
+                                                           **config, "seed": seed,
                                                            "increments": precision}, root / precision)
             out[f"accuracy_{precision}"] = runs[precision]["accuracy"]
             out[f"increments_bytes_{precision}"] = runs[precision]["increments_bytes"]
@@ -247,6 +256,39 @@ def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_di
     return out
 
 
+def codec_figures(data: Dataset, *, repeats: int = 3, precisions: tuple[str, ...] = INCREMENT_PRECISIONS,
+                  work_dir: Path | None = None, **config: Any) -> dict[str, Any]:
+    """Per precision, the store of `data` trained `repeats` times with each codec (alternating, so load on the
+    machine falls on both alike). Returns, per precision p: bytes_<p>_<codec>, ratio_<p> (zstd bytes / none
+    bytes), train_s_<p>_<codec> (the median of the store's recorded training seconds), train_ratio_<p> (zstd's
+    median / none's) and same_digest_<p> (the model digests equal: the codec changes no parameter)."""
+    root = Path(tempfile.mkdtemp(prefix="forgetd-codec-", dir=work_dir))
+    out: dict[str, Any] = {"rows": len(data.train_ids), "repeats": repeats}
+    try:
+        for precision in precisions:
+            seconds: dict[str, list[float]] = {codec: [] for codec in INCREMENTS_CODECS}
+            digests: set[str] = set()
+            for _ in range(repeats):
+                for codec in INCREMENTS_CODECS:
+                    cfg = EngineConfig(**{"device": "cpu", **config, "increments": precision, "increments_codec": codec})
+                    engine = Engine.train(data, cfg, root / codec)
+                    seconds[codec].append(float(engine.train_seconds))
+                    out[f"bytes_{precision}_{codec}"] = int(engine.increments_bytes)
+                    digests.add(engine.digest())
+                    engine.close()
+                    shutil.rmtree(root / codec)
+            for codec in INCREMENTS_CODECS:
+                out[f"train_s_{precision}_{codec}"] = float(np.median(seconds[codec]))
+            out[f"ratio_{precision}"] = out[f"bytes_{precision}_{ZSTD_INCREMENTS}"] / max(
+                1, out[f"bytes_{precision}_{NO_INCREMENTS_CODEC}"])
+            out[f"train_ratio_{precision}"] = (out[f"train_s_{precision}_{ZSTD_INCREMENTS}"]
+                                               / out[f"train_s_{precision}_{NO_INCREMENTS_CODEC}"])
+            out[f"same_digest_{precision}"] = len(digests) == 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 @click.command("increments", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--adult", type=click.Path(file_okay=False, path_type=Path),
               help="The UCI Adult folder (adult.data, adult.test): float16 and int8 beside float32 after DPUS forgets.")
@@ -258,12 +300,22 @@ def precision_error(data: Dataset, *, forgets: int = 100, seed: int = 0, work_di
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--epoch-schedule", type=click.Choice(EPOCH_SCHEDULES), default=PER_STEP_SCHEDULE, show_default=True)
 @click.option("--increments", type=click.Choice(INCREMENT_PRECISIONS), default=FLOAT16_INCREMENTS, show_default=True)
+@click.option("--codec", is_flag=True, help="Instead: each precision's bytes and training time with the increments "
+              "files as .npy and as zstd frames, on Adult (--adult) and the Purchase-shaped set (--rows).")
+@click.option("--repeats", type=int, default=3, show_default=True, help="--codec: trainings per codec (medians).")
 def increments_command(adult: Path | None, forgets: int, rows: int, features: int, slices: int, epochs: int,
-                       epoch_schedule: str, increments: str) -> None:
+                       epoch_schedule: str, increments: str, codec: bool, repeats: int) -> None:
     """What float16 and int8 increments cost in error and save in bytes (--adult), and what training pays to record
     them beside a bare torch loop recording the same increments (--rows), as JSON."""
     if adult is None and not rows:
         raise click.UsageError("give --adult DIR (the precision error), --rows N (the throughput), or both")
+    if codec:
+        shape: dict[str, Any] = {"slices": slices, "epochs": epochs, "epoch_schedule": epoch_schedule}
+        sets = ([load_dataset("adult", adult)] if adult is not None else []) + (
+            [purchase_like(rows, features)] if rows else [])
+        for data in sets:
+            click.echo(json.dumps({"data": data.name, **codec_figures(data, repeats=repeats, **shape)}, indent=2))
+        return
     if adult is not None:
         click.echo(json.dumps(precision_error(load_dataset("adult", adult), forgets=forgets), indent=2))
     if rows:

@@ -20,6 +20,7 @@ from forgetd.server.config import EngineConfig
 from forgetd.server.data.dataset import Dataset
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIndex, create_increments
+from forgetd.server.engine.increments_codec import IncrementRows
 from forgetd.server.engine.linear_build import train_linear_shards
 from forgetd.server.engine.model import MLPShape, ModelSnapshot, init_params, model_digest, model_shape, param_digest
 from forgetd.server.engine.shard_tasks import TrainedShard, TrainTask
@@ -212,11 +213,11 @@ def _train_shard(paths: StorePaths, X: np.ndarray, y: np.ndarray, cfg: EngineCon
     ckpt.set(0, OptState(p0, zeros, zeros, 0))
     written: list[Path] = []
 
-    def increments(s: int, rows: int) -> np.ndarray:
+    def increments(s: int, rows: int) -> IncrementRows:
         logical = increments_artifact(k, s)
         files[logical] = name = versioned_file(logical, 0)
         written.append(paths.artifact(name))
-        return create_increments(written[-1], rows, shape.num_params, cfg.increments)
+        return create_increments(written[-1], rows, shape.num_params, cfg.increments, cfg.increments_codec)
 
     dev = torch.device(device)
     with deterministic():

@@ -17,6 +17,7 @@ import numpy as np
 
 from forgetd.ledger.subjects import subject_ref
 from forgetd.server.engine.increments import create_increments
+from forgetd.server.engine.increments_codec import IncrementRows
 from forgetd.server.engine.newton import forget_by_influence, forget_linear_shard
 from forgetd.server.engine.planning import PlannedForget
 from forgetd.server.engine.shard_tasks import forget_task_files, forget_tasks, run_forget_task
@@ -87,10 +88,10 @@ def _forget_shards(store: LoadedStore, planned: PlannedForget) -> list[ShardOutc
     created: list[Path] = []
 
     def increments_file(k: int) -> IncrementsFile:
-        def create(s: int, rows: int) -> tuple[Path, np.ndarray]:
+        def create(s: int, rows: int) -> tuple[Path, IncrementRows]:
             path = store.paths.artifact(versioned_file(increments_artifact(k, s), version))
             created.append(path)
-            return path, create_increments(path, rows, store.shape.num_params, cfg.increments)
+            return path, create_increments(path, rows, store.shape.num_params, cfg.increments, cfg.increments_codec)
         return create
 
     def one(k: int) -> ShardOutcome:

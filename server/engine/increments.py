@@ -5,7 +5,9 @@ the step's first t; it is opened memory-mapped (the files are the largest thing 
 DPUS reads them). Its dtype is the store's stored precision (EngineConfig.increments): float32, each step's
 delta exactly; float16, that delta rounded to nearest, ties to even (half the bytes); or int8, a file of shape
 (rows,) whose records are a float32 scale and P int8 levels (a quarter of the bytes, engine/quantised.py).
-Whichever it is, DPUS subtracts exactly the stored values (for int8, the levels times the scale, exact in
+With the store's codec "zstd" (EngineConfig.increments_codec) the file holds the same rows as one zstd frame
+each instead (engine/increments_codec.py), decoded when read; the old .npy files stay readable either way.
+Whichever it is, DPUS subtracts exactly the stored (decoded) values (for int8, the levels times the scale, exact in
 float64), so a replay that records the same steps subtracts the same bits.
 
 The index (CSR, immutable) lists for each member the optimizer steps of *all* steps whose planned batch held
@@ -27,33 +29,40 @@ from pathlib import Path
 import numpy as np
 
 from forgetd.server.errors import StoreError
-from forgetd.server.engine.quantised import dequantise, int8_rows, is_int8_rows
+from forgetd.server.engine.increments_codec import (
+    CompressedIncrements,
+    CompressedWriter,
+    IncrementRows,
+    is_compressed,
+    stored_dtype,
+)
+from forgetd.server.engine.quantised import dequantise, is_int8_rows
 from forgetd.server.engine.training import Epochs, ShardLayout, build_index, step_offsets
 from forgetd.server.store.space import full_as_no_space, reserve
-from forgetd.server.vocabulary import FLOAT16_INCREMENTS, FLOAT32_INCREMENTS, INCREMENT_PRECISIONS, INT8_INCREMENTS
+from forgetd.server.vocabulary import (
+    FLOAT32_INCREMENTS,
+    INCREMENTS_CODECS,
+    INT8_INCREMENTS,
+    NO_INCREMENTS_CODEC,
+    ZSTD_INCREMENTS,
+)
 
 __all__ = ["ShardIndex", "ShardIncrements", "create_increments", "stored_dtype", "subtract"]
 
-# The numpy dtype each stored precision is written in; float16 rounds to nearest, ties to even (IEEE 754).
-_DTYPES: dict[str, np.dtype] = {FLOAT32_INCREMENTS: np.dtype("<f4"), FLOAT16_INCREMENTS: np.dtype("<f2")}
+_NPY_DTYPES = (np.dtype("<f4"), np.dtype("<f2"))  # float32 and float16 files; int8 ones hold records
 
 
-def stored_dtype(precision: str, num_params: int) -> np.dtype:
-    """The dtype of increments of `num_params` parameters stored in `precision` (vocabulary.INCREMENT_PRECISIONS):
-    one entry of a (rows, P) file for float32 and float16, one row's record of a (rows,) file for int8."""
-    if precision == INT8_INCREMENTS:
-        return int8_rows(num_params)
-    try:
-        return _DTYPES[precision]
-    except KeyError:
-        raise ValueError(f"increments precision {precision!r}; one of {', '.join(INCREMENT_PRECISIONS)}") from None
-
-
-def create_increments(path: Path, rows: int, num_params: int, precision: str = FLOAT32_INCREMENTS) -> np.ndarray:
-    """A new .npy file of `rows` zero rows of `num_params` in `precision` at `path`, its space reserved, mapped
-    writable: shape (rows, num_params), or (rows,) records for int8.
+def create_increments(path: Path, rows: int, num_params: int, precision: str = FLOAT32_INCREMENTS,
+                      codec: str = NO_INCREMENTS_CODEC) -> IncrementRows:
+    """A new increments file of `rows` rows of `num_params` in `precision` at `path`, for the recorder to write.
+    Codec "none": an .npy file of zero rows, its space reserved, mapped writable: shape (rows, num_params), or
+    (rows,) records for int8. Codec "zstd": a compressed file's writer (engine/increments_codec.py).
 
     NoSpace (and no file left behind) when the file system cannot hold it."""
+    if codec == ZSTD_INCREMENTS:
+        return CompressedWriter(path, rows, num_params, precision)
+    if codec != NO_INCREMENTS_CODEC:
+        raise ValueError(f"increments codec {codec!r}; one of {', '.join(INCREMENTS_CODECS)}")
     dtype = stored_dtype(precision, num_params)
     shape = (rows,) if precision == INT8_INCREMENTS else (rows, num_params)
     size = int(np.prod(shape)) * dtype.itemsize
@@ -112,21 +121,22 @@ class ShardIncrements:
         self.offsets = step_offsets(layout, epochs, batch_size)  # (S+2,)
         self.record_upto = record_upto
         self.recorded_end = int(self.offsets[record_upto + 1])  # t < recorded_end was recorded
-        self._maps: dict[int, np.ndarray] = {}
+        self._maps: dict[int, np.ndarray | CompressedIncrements] = {}
 
     def attach(self, s: int, path: Path) -> None:
-        """Use `path` (an .npy file) as step s's increments from now on."""
+        """Use `path` (an .npy file or a compressed one) as step s's increments from now on."""
+        rows = int(self.offsets[s + 1] - self.offsets[s])
         try:
-            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+            compressed = is_compressed(path)
+            mm = CompressedIncrements(path) if compressed else np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise StoreError(f"{path}: unreadable increments ({exc}); the store is damaged") from None
-        rows = int(self.offsets[s + 1] - self.offsets[s])
         quantised = is_int8_rows(mm.dtype)
-        if mm.dtype not in _DTYPES.values() and not quantised:
+        if mm.dtype not in _NPY_DTYPES and not quantised:
             raise StoreError(
                 f"{path}: increments of dtype {mm.dtype}, not float32, float16 or int8 records; the store is damaged"
             )
-        if mm.ndim != (1 if quantised else 2) or mm.shape[0] != rows:
+        if len(mm.shape) != (1 if quantised else 2) or mm.shape[0] != rows:
             raise StoreError(f"{path}: increments of shape {mm.shape}, expected {rows} rows; the store is damaged")
         self._maps[s] = mm
 

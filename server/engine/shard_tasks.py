@@ -24,6 +24,7 @@ import torch
 from forgetd.server.config import EngineConfig
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIncrements, ShardIndex, create_increments
+from forgetd.server.engine.increments_codec import IncrementRows
 from forgetd.server.engine.model import MLPShape
 from forgetd.server.engine.newton import forget_by_influence
 from forgetd.server.engine.planning import PlannedForget
@@ -47,6 +48,7 @@ class ForgetTask:
     routes: tuple[SampleRoute, ...]
     params: TrainParams
     precision: str  # EngineConfig.increments
+    codec: str  # EngineConfig.increments_codec
     device: str
     layout: ShardLayout
     files: tuple[tuple[str, str], ...]  # this shard's live files: logical name -> file name (the manifest's)
@@ -80,9 +82,9 @@ def run_forget_task(task: ForgetTask) -> ShardOutcome:
     paths = StorePaths(Path(task.root))
     state = _state(task, paths)
 
-    def increments(s: int, rows: int) -> tuple[Path, np.ndarray]:
+    def increments(s: int, rows: int) -> tuple[Path, IncrementRows]:
         path = paths.artifact(versioned_file(increments_artifact(task.shard, s), task.version))
-        return path, create_increments(path, rows, task.params.shape.num_params, task.precision)
+        return path, create_increments(path, rows, task.params.shape.num_params, task.precision, task.codec)
 
     try:
         with deterministic():
@@ -136,7 +138,8 @@ def forget_tasks(store: LoadedStore, planned: PlannedForget) -> list[ForgetTask]
         logical = [params_artifact(k), optim_artifact(k), *(increments_artifact(k, s) for s in range(1, recorded + 1))]
         tasks.append(ForgetTask(
             root=str(store.paths.root), version=version, shard=k, strategy=planned.plan.strategy,
-            routes=tuple(planned.routes.get(k, [])), params=params, precision=cfg.increments, device=store.device,
+            routes=tuple(planned.routes.get(k, [])), params=params, precision=cfg.increments,
+            codec=cfg.increments_codec, device=store.device,
             layout=st.layout, files=tuple((n, store.manifest.files[n]) for n in logical), alive=st.alive,
             subtracted=tuple(sorted(st.subtracted)), influenced=tuple(sorted(st.influenced)),
             X=st.X.cpu().numpy(), y=st.y.cpu().numpy(),

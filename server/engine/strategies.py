@@ -31,6 +31,7 @@ import torch
 
 from forgetd.server.engine.checkpoints import ShardCheckpoints
 from forgetd.server.engine.increments import ShardIncrements, ShardIndex, subtract
+from forgetd.server.engine.increments_codec import IncrementRows
 from forgetd.server.engine.linear import LinearShard, ScaledRows
 from forgetd.server.engine.model import MLPShape
 from forgetd.server.engine.reports import APPROXIMATE, EXACT
@@ -42,8 +43,9 @@ __all__ = ["ShardState", "ShardOutcome", "SampleRoute", "TrainParams", "route", 
            "influenced_floor",
            "correct_checkpoints"]
 
-# (s, rows) -> (path, writable memmap) of the new increments file of a retrained recorded step s
-IncrementsFile = Callable[[int, int], tuple[Path, np.ndarray]]
+# (s, rows) -> (path, where its rows go: a writable memmap or a compressed file's writer) of the new increments
+# file of a retrained recorded step s
+IncrementsFile = Callable[[int, int], tuple[Path, IncrementRows]]
 
 
 @dataclass
@@ -216,7 +218,7 @@ def _retrain(state: ShardState, ckpt: ShardCheckpoints, alive: np.ndarray, start
              increments: IncrementsFile, new_increments: dict[int, Path]) -> int:
     """Retrain steps start..S without the forgotten members into `ckpt`; returns the samples read."""
 
-    def sink(s: int, rows: int) -> np.ndarray:
+    def sink(s: int, rows: int) -> IncrementRows:
         new_increments[s], array = increments(s, rows)
         return array
 

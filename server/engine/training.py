@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from forgetd.server.engine.increments_codec import IncrementRows, row_writer
 from forgetd.server.engine.model import MLPShape, forward
 from forgetd.server.engine.quantised import is_int8_rows, quantise
 from forgetd.server.engine.schedule import (
@@ -216,9 +217,10 @@ def _set_deterministic(mode: bool) -> None:
 
 # on_step(s, the state after step s): store the checkpoint theta_s.
 StepCallback = Callable[[int, OptState], None]
-# increments(s, rows) -> a writable array of rows, float32, float16 or int8 records (a memmap of the step's file):
-# the increments stream into it in chunks, so recording never holds a whole step's increments in memory.
-IncrementSink = Callable[[int, int], np.ndarray]
+# increments(s, rows) -> where the step's rows go, float32, float16 or int8 records (a memmap of the step's .npy
+# file, or a compressed file's writer): they stream into it in chunks, so recording never holds a whole step's
+# increments in memory.
+IncrementSink = Callable[[int, int], IncrementRows]
 
 _CHUNK_ROWS = 64  # increments buffered on the device between writes to the file (27 MB for the paper's Purchase MLP)
 
@@ -322,22 +324,17 @@ class _Buffers:
 
 
 class _Recorder:
-    """Streams one step's increments into its (rows, P) array: a chunk of float32 rows buffered on the device,
-    written out whenever the optimizer moves past it, rounded (float16) or quantised (int8) on the host. A
-    memory-mapped file is written with pwrite, one sequential write per chunk, never through its mapping: each
-    first store into a fresh mapping is a page fault of its own. Every row is set: a row whose batch was emptied
-    by forgetting is zero (`empty`)."""
+    """Streams one step's increments into its file: a chunk of float32 rows buffered on the device, written out
+    whenever the optimizer moves past it, rounded (float16) or quantised (int8) on the host, then written by the
+    file's writer (engine/increments_codec.py: pwrite into an .npy file, or zstd frames). Every row is set: a
+    row whose batch was emptied by forgetting is zero (`empty`)."""
 
-    def __init__(self, dst: np.ndarray, rows: int, buffers: _Buffers) -> None:
-        self.dst, self.rows, self.buffers = dst, rows, buffers
-        self.int8 = is_int8_rows(dst.dtype)
+    def __init__(self, dst: IncrementRows, rows: int, buffers: _Buffers) -> None:
+        self.out, self.rows, self.buffers = row_writer(dst), rows, buffers
+        self.int8 = is_int8_rows(self.out.dtype)
         self.chunk = min(rows, _CHUNK_ROWS)
         self.buf = buffers.rows(self.chunk)  # rows base..base+chunk
         self.base = 0
-        self.file: str | None = None
-        self.offset = 0
-        if isinstance(dst, np.memmap) and dst.filename is not None and (dst.dtype in _FILE_DTYPES or self.int8):
-            self.file, self.offset = str(dst.filename), int(dst.offset)
 
     def reach(self, r: int) -> None:
         """Optimizer step r of the step is next: write the buffer out first if r lies past it."""
@@ -349,28 +346,15 @@ class _Recorder:
         self.buf[r - self.base].zero_()
 
     def finish(self) -> None:
-        """Write the last rows. The callers fsync the files once their training is done."""
+        """Write the last rows. The callers fsync .npy files once their training is done."""
         self._write(self.rows - self.base)
+        self.out.finish()
 
     def _write(self, n: int) -> None:
         if n == 0:
             return
-        src = self.buffers.half(self.buf[:n]) if self.dst.dtype == np.float16 else self.buf[:n].cpu().numpy()
-        src = quantise(src) if self.int8 else src
-        if self.file is None:
-            self.dst[self.base : self.base + n] = src
-            return
-        data, at = src.data.cast("B"), self.offset + self.base * src.strides[0]
-        fd = os.open(self.file, os.O_WRONLY)
-        try:
-            while len(data):
-                done = os.pwrite(fd, data, at)
-                data, at = data[done:], at + done
-        finally:
-            os.close(fd)
-
-
-_FILE_DTYPES = (np.dtype("<f4"), np.dtype("<f2"))  # what the recorder writes into a file as is
+        src = self.buffers.half(self.buf[:n]) if self.out.dtype == np.float16 else self.buf[:n].cpu().numpy()
+        self.out.write(self.base, quantise(src) if self.int8 else src)
 
 
 def _train_epoch(shape: MLPShape, flat: torch.nn.Parameter, opt: torch.optim.Adam, X: torch.Tensor,
