@@ -33,7 +33,9 @@ from forgetd.server.store import vault as _vault
 from forgetd.server.store.layout import Manifest, StorePaths
 from forgetd.server.store.space import full_as_no_space
 from forgetd.server.replay_details import first_difference
-from forgetd.server.store.vault import RECORD, copy_rows, link_or_copy, sha256_file, sweep_stale
+from forgetd.server.engine.increments_codec import content_sha256
+from forgetd.server.store.erased import ERASED
+from forgetd.server.store.vault import RECORD, link_or_copy, sweep_stale, vault_rows
 
 if TYPE_CHECKING:
     from forgetd.server.engine.engine import Engine, ForgetReport
@@ -127,16 +129,14 @@ def make_scratch(vault: Path, parent: Path, subject_key: bytes) -> Path:
 
 
 def _fill_scratch(vault: Path, scratch: StorePaths, subject_key: bytes) -> None:
-    rows = StorePaths(vault).rows.name
     for src in sorted(vault.rglob("*")):
         dst = scratch.root / src.relative_to(vault)
         if src.is_dir():
             dst.mkdir(exist_ok=True)
-        elif src.name == rows:
-            copy_rows(src, dst)
-        elif src.name != RECORD:
+        elif src.name != RECORD and not src.name.startswith((ERASED, scratch.rows.name)):  # journals too
             dst.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(src, dst)
+    vault_rows(vault, scratch.rows)
     scratch.keys.mkdir(mode=0o700)
     fd = os.open(scratch.subject_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -255,7 +255,7 @@ def _artifacts(scratch: Path) -> tuple[dict[str, Any], dict[str, str]]:
     paths = StorePaths(scratch)
     manifest = Manifest.read(paths.manifest).to_json()
     manifest.pop("tag", None)
-    return manifest, {name: sha256_file(paths.artifact(name)) for name in sorted(set(manifest["files"].values()))}
+    return manifest, {name: content_sha256(paths.artifact(name)) for name in sorted(set(manifest["files"].values()))}
 
 
 def _replay_one(eng: Engine, batch: ReplayBatch, by_ref: dict[str, str]) -> tuple[ReplayMismatch | None, float]:

@@ -34,20 +34,50 @@ def features(path: Path, sids: list[str]) -> list[bytes]:
         conn.close()
 
 
+def kept_row(vault: Path, sid: str) -> tuple[int, int, bytes]:
+    """(ord, y, x) of a row a vault (audit/<name>) keeps in erased.sqlite because the live store erased it."""
+    conn = sqlite3.connect(vault / "erased.sqlite")
+    try:
+        row = conn.execute("SELECT ord, y, x FROM rows WHERE id = ?", (sid,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise KeyError(sid)
+    return int(row[0]), int(row[1]), bytes(row[2])
+
+
+def kept_features(vault: Path, sids: list[str]) -> list[bytes]:
+    return [kept_row(vault, sid)[2] for sid in sids]
+
+
+def drop_kept(vault: Path, sid: str) -> None:
+    """Delete a kept row from a vault's erased.sqlite."""
+    conn = sqlite3.connect(vault / "erased.sqlite")
+    try:
+        conn.execute("DELETE FROM rows WHERE id = ?", (sid,))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def put_back(vault: Path, live: Path, sid: str) -> None:
-    """Write a row the live store erased back into its slot, from the vault's copy (same ordinals)."""
-    src = sqlite3.connect(vault)
+    """Write a row the live store erased back into its slot (its ordinal), from what the vault audit/<name>
+    keeps of it."""
+    ord_, y, x = kept_row(vault, sid)
     dst = sqlite3.connect(live, isolation_level=None)
     try:
-        blk, s, start, end = _slot(src, sid)
-        width = 4 * int(src.execute("SELECT value FROM meta WHERE key = 'num_features'").fetchone()[0])
-        for column, lo, hi in (("y", 8 * s, 8 * s + 8), ("ids", start, end), ("x", width * s, width * (s + 1))):
-            with src.blobopen("blocks", column, blk, readonly=True) as a, dst.blobopen("blocks", column, blk) as b:
-                b[lo:hi] = a[lo:hi]
+        per_block = int(dst.execute("SELECT value FROM meta WHERE key = 'rows_per_block'").fetchone()[0])
+        blk, s = divmod(ord_, per_block)
+        (id_ends,) = dst.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()
+        ends = struct.unpack(f"<{len(id_ends) // 4}I", id_ends)
+        start = ends[s - 1] if s else 0
+        for column, lo, data in (("y", 8 * s, struct.pack("<q", y)), ("ids", start, sid.encode()),
+                                 ("x", len(x) * s, x)):
+            with dst.blobopen("blocks", column, blk) as b:
+                b[lo:lo + len(data)] = data
         with dst.blobopen("blocks", "live", blk) as flags:
             flags[s] = 1
     finally:
-        src.close()
         dst.close()
 
 

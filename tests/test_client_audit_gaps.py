@@ -100,7 +100,7 @@ def test_a_replaced_head_signing_key_fails_the_data_check(case: Forgotten) -> No
 def test_a_forgotten_row_put_back_is_logged_with_its_subject_ref_when_the_daemon_erases_it(
         case: Forgotten, caplog: pytest.LogCaptureFixture) -> None:
     victim = case.ids[1]
-    row_store_tamper.put_back(case.store / "audit/genesis/rows.sqlite", case.store / "rows.sqlite", victim)
+    row_store_tamper.put_back(case.store / "audit/genesis", case.store / "rows.sqlite", victim)
     assert failed(audit(case.store), "data").startswith("seq ")  # the audit sees it while it is there
     ref = subject_ref((case.store / "keys/subject.key").read_bytes(), victim)
     with caplog.at_level(logging.WARNING, logger="forgetd.server"), running_daemon(case.store):

@@ -52,11 +52,13 @@ def check_data(root: Path, events: Events, key: bytes | None, base: Base, replay
         return c.done("")
     forgotten = events.forgotten
     live_rows = _live_rows(root, forgotten, key, c)
-    vault_rows = root / "audit" / str(base.name) / "rows.sqlite"
+    vault = root / "audit" / str(base.name)
+    vault_rows = store_reader.vault_rows_file(vault, base.record)
     if base.name is not None and vault_rows.is_file():
-        _check_row_store_integrity(vault_rows, c, what=f"the vault audit/{base.name}'s", immutable=True)
+        _check_row_store_integrity(vault_rows, c, what=f"the vault audit/{base.name}'s",
+                                   immutable=not store_reader.vault_keeps_erased(base.record))
         requested = {ref for req in events.requests.values() if req.seq > base.size for ref in req.subjects}
-        _check_rows_against_vault(vault_rows, live_rows, forgotten, key, base, c, requested)
+        _check_rows_against_vault(vault, root / "rows.sqlite", live_rows, forgotten, key, base, c, requested)
     for name, held in _vault_holdings(root, forgotten, key):
         if name == base.name:
             c.notices.append(f"vault audit/{name} still holds {held} row(s) of forgotten subjects, pending the next "
@@ -142,7 +144,8 @@ def _check_store_files(root: Path, base: Base, replayed: Replayed | None, c: Fin
     increments) are the replay's, byte for byte. Parameters alone would not do: a tampered optimizer state or
     increment shows only in a later forget, and a seal must never vouch for files the replay did not make."""
     for rel, want in sorted(base.files.items()):
-        if rel.startswith("artifacts/") or rel == "CURRENT.json" or ".." in rel.split("/") or rel.startswith("/"):
+        if rel.startswith("artifacts/") or rel in ("CURRENT.json", store_reader.VAULT_ROW_DIGESTS) \
+                or ".." in rel.split("/") or rel.startswith("/"):  # the digests are the vault's own file
             continue
         have = sha256_or_missing(root / rel)
         if have != want:
@@ -172,20 +175,22 @@ def _check_replayed_files(root: Path, manifest: Mapping[str, Any], artifacts: Ma
                   json.dumps(manifest.get(field_))[:200], json.dumps(live.get(field_))[:200])
             return
     for name, want in sorted(artifacts.items()):
-        have = sha256_or_missing(root / "artifacts" / name)
+        have = store_reader.artifact_digest(root / "artifacts" / name)
         if have != want:
             c.add(None, f"the live store's artifacts/{name} differs from the replayed one", want, have)
 
 
-def _check_rows_against_vault(vault_rows: Path, live_rows: Mapping[str, _Row], forgotten: Mapping[str, int],
-                              key: bytes, base: Base, c: Findings, requested: set[str]) -> None:
+def _check_rows_against_vault(vault_dir: Path, live_path: Path, live_rows: Mapping[str, _Row],
+                              forgotten: Mapping[str, int], key: bytes, base: Base, c: Findings,
+                              requested: set[str]) -> None:
     """The live rows must be the vault's rows less the forgotten ones, unchanged: a row edited or added behind
     the ledger's back would change what every later retrain learns. Also proves the key fits: the subjects
     requested since the vault was made must be among its rows (a wrong key matches none, and would make
     'no forgotten row found' vacuous)."""
     try:
         vault = [(ord_, sid, y, x, subject_ref(key, sid))
-                 for ord_, sid, y, x in store_reader.iter_rows(vault_rows, immutable=True) if isinstance(sid, str)]
+                 for ord_, sid, y, x in store_reader.iter_vault_rows(vault_dir, base.record, live_path)
+                 if isinstance(sid, str)]
     except StoreUnreadable as exc:
         c.add(None, str(exc))
         return
@@ -220,8 +225,12 @@ def _vault_holdings(root: Path, forgotten: Mapping[str, int], key: bytes) -> lis
         return out
     for vault in sorted(p for p in audit_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         held = 0
+        # A v2 vault's own rows are the erased ones it keeps (the live ones are the live check's); a v1 vault
+        # holds a copy of every row.
+        erased = vault / store_reader.VAULT_ERASED
         try:
-            for _o, sid, _y, _x in store_reader.iter_rows(vault / "rows.sqlite", immutable=True):
+            for _o, sid, _y, _x in (store_reader.iter_kept_rows(erased) if erased.is_file()
+                                    else store_reader.iter_rows(vault / store_reader.VAULT_ROWS, immutable=True)):
                 if isinstance(sid, str) and subject_ref(key, sid) in forgotten:
                     held += 1
         except StoreUnreadable:

@@ -95,8 +95,9 @@ def _check_files(vault: Path, files: Mapping[str, Any], base: Base, where: str, 
         have = sha256_or_missing(vault / rel)
         if have != want:
             c.add(base.seq, f"vault file audit/{base.name}/{rel} differs from what {where} recorded", want, have)
+    held = (store_reader.VAULT_ROWS, store_reader.VAULT_ERASED, "vault.json")  # the rows: checked by content
     extra = sorted(p.relative_to(vault).as_posix() for p in vault.rglob("*")
-                   if p.is_file() and p.name not in ("rows.sqlite", "vault.json") and p.relative_to(vault).as_posix() not in files)
+                   if p.is_file() and p.name not in held and p.relative_to(vault).as_posix() not in files)
     for rel in extra:
         c.add(base.seq, f"vault file audit/{base.name}/{rel} is not in the record {where} committed", "absent", "present")
 
@@ -105,10 +106,9 @@ def _check_rows_and_parameters(vault: Path, base: Base, where: str, c: Findings)
     """The rows' content digest and the parameters against the record; the vault's row count (0 if unreadable)."""
     assert base.record is not None
     try:
-        digest, count = store_reader.rows_digest(vault / "rows.sqlite", immutable=True)
+        digest, count = store_reader.vault_rows_digest(vault, base.record, vault.parent.parent / "rows.sqlite")
         if digest != base.record.get("rows_digest"):
-            c.add(base.seq, f"the vault's training rows differ from what {where} recorded ({count} rows)",
-                  base.record.get("rows_digest"), digest)
+            _rows_differ(vault, base, where, count, digest, c)
         version, model_digest, _ = store_reader.live_parameters(vault)
         if (version, model_digest) != (base.version, base.digest):
             c.add(base.seq, f"the vault's parameters are not the model {where} recorded",
@@ -117,6 +117,22 @@ def _check_rows_and_parameters(vault: Path, base: Base, where: str, c: Findings)
         c.add(base.seq, str(exc))
         return 0
     return count
+
+
+def _rows_differ(vault: Path, base: Base, where: str, count: int, digest: str, c: Findings) -> None:
+    """The finding for a vault whose rows are not the ones committed: for a v2 vault, whose rows are the live
+    ones plus the erased ones it keeps, the first row that differs (a live row edited, added or removed behind
+    the ledger's back is one), from its per-row digests."""
+    assert base.record is not None
+    if store_reader.vault_keeps_erased(base.record):
+        first = store_reader.first_row_difference(vault, base.record, vault.parent.parent / "rows.sqlite")
+        if first is not None:
+            what, want, have = first
+            c.add(base.seq, f"training {what} the snapshot of the vault audit/{base.name} that {where} committed "
+                            "(the live rows plus the erased rows the vault keeps)", want, have)
+            return
+    c.add(base.seq, f"the vault's training rows differ from what {where} recorded ({count} rows)",
+          base.record.get("rows_digest"), digest)
 
 
 def _check_engine_artifacts(vault: Path, engine: Any, c: Findings) -> None:

@@ -114,7 +114,11 @@ def _vault_state(root: Path, base: Base) -> tuple[Mapping[str, Any] | None, Mapp
     except (StoreUnreadable, TypeError, ValueError):
         return None, None
     manifest.pop("tag", None)
-    return manifest, {rel[len("artifacts/"):]: digest for rel, digest in base.files.items() if rel.startswith("artifacts/")}
+    # In the replay's terms (content digests, store_reader.artifact_digest) of the vault's files, whose bytes the
+    # genesis check compared with the record.
+    vault = root / "audit" / str(base.name)
+    return manifest, {rel[len("artifacts/"):]: store_reader.artifact_digest(vault / rel)
+                      for rel in base.files if rel.startswith("artifacts/")}
 
 
 def _to_replay(make: type[ReplayBatch], b: Batch) -> ReplayBatch:

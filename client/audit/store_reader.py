@@ -12,19 +12,25 @@ import hashlib
 import json
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from forgetd.client.errors import StoreUnreadable
 
-__all__ = ["ROWS_FORMAT", "StoreUnreadable", "integrity_problems", "iter_rows", "live_parameters", "npy_last_row",
-           "read_json", "rows_digest", "sha256_file"]
+__all__ = ["ROWS_FORMAT", "StoreUnreadable", "artifact_digest", "VAULT_ERASED", "VAULT_ROWS", "first_row_difference", "integrity_problems", "iter_kept_rows",
+           "iter_rows", "iter_vault_rows", "live_parameters", "npy_last_row", "read_json", "rows_digest", "sha256_file",
+           "vault_keeps_erased", "vault_rows_digest", "vault_rows_file"]
 
 ROWS_FORMAT = "forgetd.rowstore.v1"  # also the rows digest's domain tag, in either format
 ROWS_FORMAT_V2 = "forgetd.rowstore.v2"  # rows packed in blocks; erased slots are zeros with live = 0
 _NPY_MAGIC = b"\x93NUMPY"
+# A vault's rows (forgetd.server.store.vault): format v1 holds a copy in rows.sqlite; format v2 holds only the
+# rows the live store erased since the snapshot, in erased.sqlite (table rows(ord, id, y, x)), and its rows are
+# the live store's plus those.
+VAULT_ROWS, VAULT_ERASED, VAULT_ROW_DIGESTS = "rows.sqlite", "erased.sqlite", "rows.sha256"
+_VAULT_V2, _ERASED_FORMAT = "forgetd.vault.v2", "forgetd.vault.erased.v1"
 
 
 def sha256_file(path: Path) -> str:
@@ -36,6 +42,35 @@ def sha256_file(path: Path) -> str:
     except OSError as exc:
         raise StoreUnreadable(f"{path}: cannot read it ({exc.strerror})") from None
     return h.hexdigest()
+
+
+_INC_MAGIC = b"FGDINCZ\0"  # a compressed increments file (forgetd.server.engine.increments_codec)
+_INC_HEADER = struct.Struct("<8sI8s8siQQ")  # magic, version, precision, codec, level, P, rows
+
+
+def artifact_digest(path: Path) -> str:
+    """What the replay's artifact digests are (forgetd.server.engine.increments_codec.content_sha256, recomputed
+    here): a file's SHA-256, except for a compressed increments file, whose digest covers its format version,
+    precision, P, rows and decoded rows, so two zstd versions that encode the same rows differently agree.
+    "missing" for a file that cannot be read or decoded: a finding, never a crash."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_INC_HEADER.size)
+            if not head.startswith(_INC_MAGIC) or len(head) < _INC_HEADER.size:
+                return sha256_file(path)
+            _magic, version, precision, _codec, _level, params, rows = _INC_HEADER.unpack(head)
+            offsets = struct.unpack(f"<{rows + 1}Q", f.read(8 * (rows + 1)))
+            import zstandard  # only compressed files need it
+
+            word = precision.rstrip(b"\0").decode()
+            h = hashlib.sha256(f"forgetd.increments-content.v{version}:{word}:{params}:{rows}\n".encode())
+            dctx = zstandard.ZstdDecompressor()
+            for r in range(rows):
+                f.seek(offsets[r])
+                h.update(dctx.decompress(f.read(offsets[r + 1] - offsets[r])))
+            return h.hexdigest()
+    except (OSError, StoreUnreadable, struct.error, UnicodeDecodeError, ValueError) as exc:
+        return "missing" if isinstance(exc, (OSError, StoreUnreadable)) else f"undecodable ({exc})"
 
 
 def read_json(path: Path) -> Any:
@@ -159,6 +194,80 @@ def _stored_rows(conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> 
         raise StoreUnreadable(f"{path}: a malformed row store block ({exc})") from None
 
 
+def vault_keeps_erased(record: Any) -> bool:
+    """Whether a vault record (as the ledger committed it) is of a vault that keeps only the erased rows."""
+    return isinstance(record, Mapping) and record.get("format") == _VAULT_V2
+
+
+def vault_rows_file(vault: Path, record: Any) -> Path:
+    """The file that holds a vault's own rows: erased.sqlite (v2) or rows.sqlite (v1)."""
+    return vault / (VAULT_ERASED if vault_keeps_erased(record) else VAULT_ROWS)
+
+
+def iter_vault_rows(vault: Path, record: Any, live: Path) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(ord, id, y, x) of every row of a vault's snapshot, in ordinal order. For a v2 vault: the live rows, read
+    first, with the kept ones (read second) in their places: a row erased between the two reads is in both."""
+    if not vault_keeps_erased(record):
+        yield from iter_rows(vault / VAULT_ROWS, immutable=True)
+        return
+    rows = {row[0]: row for row in iter_rows(live)}
+    rows.update((row[0], row) for row in iter_kept_rows(vault / VAULT_ERASED))
+    for ord_ in sorted(rows):
+        yield rows[ord_]
+
+
+def iter_kept_rows(keeper: Path) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(ord, id, y, x) of every row a v2 vault's erased.sqlite keeps, in ordinal order."""
+    try:
+        conn = _connect(keeper, immutable=False)
+        try:
+            fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if fmt is None or fmt[0] != _ERASED_FORMAT:
+                raise StoreUnreadable(f"{keeper}: format {fmt[0] if fmt else None!r}, expected {_ERASED_FORMAT!r}")
+            yield from conn.execute("SELECT ord, id, y, x FROM rows ORDER BY ord").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnreadable(f"{keeper}: not a readable vault keeper file ({exc})") from None
+
+
+def first_row_difference(vault: Path, record: Any, live: Path) -> tuple[str, str, str] | None:
+    """(what, expected, actual) for the first row of a v2 vault's snapshot that is not the one its rows.sha256
+    names (per row: the ordinal u64 BE, then SHA-256 over the ordinal u64 BE, the id's UTF-8 length u32 BE and
+    bytes, the <f4 features and the <i8 label); None when every row matches (or the file is unreadable)."""
+    try:
+        recorded = (vault / VAULT_ROW_DIGESTS).read_bytes()
+    except OSError:
+        return None
+    want = {struct.unpack(">Q", recorded[i: i + 8])[0]: recorded[i + 8: i + 40] for i in range(0, len(recorded), 40)}
+    seen = set()
+    for ord_, sid, y, x in iter_vault_rows(vault, record, live):
+        encoded = sid.encode("utf-8") if isinstance(sid, str) else b""
+        h = hashlib.sha256(struct.pack(">QI", int(ord_), len(encoded)) + encoded + bytes(x) + struct.pack("<q", int(y)))
+        if ord_ not in want:
+            return f"row ord {ord_} is not in", "no row", f"ord {ord_}"
+        if h.digest() != want[ord_]:
+            return f"row ord {ord_} differs from its row in", want[ord_].hex(), h.hexdigest()
+        seen.add(ord_)
+    missing = sorted(set(want) - seen)
+    return (f"row ord {missing[0]} is missing from", f"ord {missing[0]}", "no row") if missing else None
+
+
+def vault_rows_digest(vault: Path, record: Any, live: Path) -> tuple[str, int]:
+    """(digest, row count) of a vault's snapshot rows, as the ledger's vault record commits them."""
+    if not vault_keeps_erased(record):
+        return rows_digest(vault / VAULT_ROWS, immutable=True)
+    try:
+        conn = _connect(live, immutable=False)
+        try:
+            features = int(dict(conn.execute("SELECT key, value FROM meta").fetchall())["num_features"])
+        finally:
+            conn.close()
+    except (sqlite3.Error, KeyError, ValueError) as exc:
+        raise StoreUnreadable(f"{live}: not a readable row store ({exc})") from None
+    return _digest(live, features, [(sid, y, x) for _o, sid, y, x in iter_vault_rows(vault, record, live)])
+
+
 def rows_digest(path: Path, *, immutable: bool = False) -> tuple[str, int]:
     """(digest, row count) of a row store, as RowStore.digest documents it (recomputed independently)."""
     try:
@@ -173,7 +282,10 @@ def rows_digest(path: Path, *, immutable: bool = False) -> tuple[str, int]:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreUnreadable(f"{path}: not a readable row store ({exc})") from None
-    features = int(meta["num_features"])
+    return _digest(path, int(meta["num_features"]), rows)
+
+
+def _digest(path: Path, features: int, rows: list[tuple[Any, Any, Any]]) -> tuple[str, int]:
     h = hashlib.sha256(ROWS_FORMAT.encode() + b"\0")
     h.update(features.to_bytes(8, "big"))
     h.update(struct.pack(">Q", len(rows)))

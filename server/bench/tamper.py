@@ -113,23 +113,41 @@ def _optim(store: Path, _receipt: Path, _forgotten: str) -> None:
 def _increments(store: Path, _receipt: Path, _forgotten: str) -> None:
     files = json.loads((store / "CURRENT.json").read_text())["files"]
     incs = [store / "artifacts" / name for logical, name in sorted(files.items()) if logical.endswith(".inc")]
-    _nudge_npy(max(incs, key=lambda path: path.stat().st_size))  # one that holds increments
+    path = max(incs, key=lambda path: path.stat().st_size)  # one that holds increments, in whichever codec
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.unlink()  # a new file, as in _nudge_npy
+    path.write_bytes(bytes(data))
 
 
 def _row_back(store: Path, _receipt: Path, forgotten: str) -> None:
-    vault = sqlite3.connect(store / "audit/genesis/rows.sqlite")
-    row = vault.execute("SELECT ord, id, y, x FROM rows WHERE id = ?", (forgotten,)).fetchone()
+    # The row as the genesis vault keeps it since its erasure, written back into its slot of the block file.
+    vault = sqlite3.connect(store / "audit/genesis/erased.sqlite")
+    ord_, y, x = vault.execute("SELECT ord, y, x FROM rows WHERE id = ?", (forgotten,)).fetchone()
     vault.close()
-    live = sqlite3.connect(store / "rows.sqlite")
-    live.execute("INSERT INTO rows (ord, id, y, x) VALUES (?, ?, ?, ?)", row)
-    live.commit()
+    live = sqlite3.connect(store / "rows.sqlite", isolation_level=None)
+    per_block = int(live.execute("SELECT value FROM meta WHERE key = 'rows_per_block'").fetchone()[0])
+    blk, slot = divmod(ord_, per_block)
+    ends = np.frombuffer(live.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()[0], "<u4")
+    start = int(ends[slot - 1]) if slot else 0
+    for column, offset, data in (("y", 8 * slot, np.int64(y).tobytes()), ("ids", start, forgotten.encode()),
+                                 ("x", len(x) * slot, x), ("live", slot, b"\x01")):
+        with live.blobopen("blocks", column, blk) as blob:
+            blob.seek(offset)
+            blob.write(data)
     live.close()
 
 
 def _row_edited(store: Path, _receipt: Path, _forgotten: str) -> None:
-    live = sqlite3.connect(store / "rows.sqlite")
-    live.execute("UPDATE rows SET y = 1 - y WHERE ord = (SELECT MAX(ord) FROM rows)")
-    live.commit()
+    # The first stored row's label, flipped in place: a row later retrains would learn wrong.
+    live = sqlite3.connect(store / "rows.sqlite", isolation_level=None)
+    blk, flags = live.execute("SELECT blk, live FROM blocks ORDER BY blk LIMIT 1").fetchone()
+    slot = bytes(flags).index(1)
+    with live.blobopen("blocks", "y", blk) as labels:
+        labels.seek(8 * slot)
+        y = int(np.frombuffer(labels.read(8), "<i8")[0])
+        labels.seek(8 * slot)
+        labels.write(np.int64(1 - y).tobytes())
     live.close()
 
 

@@ -220,7 +220,7 @@ def load_store(paths: StorePaths, meta: StoreMeta, device: str, *, owner: bool) 
         for name in sweep_stale(paths.root):
             log.warning("removed audit/%s, left behind by an audit or seal that did not finish", name)
     phase("manifest")
-    rows = RowStore.open(paths.rows)
+    rows = RowStore.open(paths.rows, vaults=paths.audit)  # the vaults keep what it erases
     phase("row_ids")
     try:
         with np.load(paths.layout, allow_pickle=False) as z:

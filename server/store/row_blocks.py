@@ -217,6 +217,28 @@ class Blocks(Layout):
                     _zero(ids, start, ends[s] - start)
                     _zero(x, R * s, R)
 
+    def restore(self, conn: sqlite3.Connection, ords: Sequence[int], ids: Sequence[str], X: np.ndarray,
+                y: np.ndarray) -> None:
+        """Write rows back into their slots (a replay's scratch copy of a vault, erased.py): the inverse of
+        `erase`, for slots whose id length is the one `id_ends` kept. Never called on a live store."""
+        R = 4 * self.num_features
+        where = {o: i for i, o in enumerate(ords)}
+        for blk, slots in self._by_block(ords).items():
+            ends = np.frombuffer(conn.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()[0],
+                                 dtype="<u4").tolist()
+            with conn.blobopen("blocks", "live", blk) as live, conn.blobopen("blocks", "y", blk) as labels, \
+                    conn.blobopen("blocks", "ids", blk) as id_bytes, conn.blobopen("blocks", "x", blk) as x:
+                for s in slots:
+                    i = where[blk * self.block_rows + s]
+                    start = ends[s - 1] if s else 0
+                    encoded = ids[i].encode("utf-8")
+                    if len(encoded) != ends[s] - start:
+                        raise self._changed(f"row {blk * self.block_rows + s}'s id does not fit the slot it was in")
+                    live[s] = 1
+                    _put(labels, 8 * s, np.asarray(y[i], dtype="<i8").tobytes())
+                    _put(id_bytes, start, encoded)
+                    _put(x, R * s, np.ascontiguousarray(X[i], dtype="<f4").tobytes())
+
     def _by_block(self, ords: Sequence[int]) -> dict[int, list[int]]:
         grouped: dict[int, list[int]] = defaultdict(list)
         for o in ords:
@@ -227,6 +249,12 @@ class Blocks(Layout):
 def _read(blob: sqlite3.Blob, offset: int, length: int) -> bytes:
     blob.seek(offset)
     return blob.read(length)
+
+
+def _put(blob: sqlite3.Blob, offset: int, data: bytes) -> None:
+    if data:
+        blob.seek(offset)
+        blob.write(data)
 
 
 def _zero(blob: sqlite3.Blob, offset: int, length: int) -> None:

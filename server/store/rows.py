@@ -33,11 +33,12 @@ import numpy as np
 
 from forgetd.server.data import hash_rows
 from forgetd.server.errors import DataError, StoreError, UnknownSample
+from forgetd.server.store.erased import keep_erased, keepers
 from forgetd.server.store.layout import fsync_dir
 from forgetd.server.store.row_blocks import BLOCKS_SCHEMA, FORMAT_V1, FORMAT_V2, Blocks, Layout, Records, rows_per_block
 from forgetd.server.store.space import is_full, no_space
 
-__all__ = ["RowStore"]
+__all__ = ["RowStore", "content_digest"]
 
 # The digest's domain tag: the same rows hash the same whatever the file's format (verify compares digests
 # recorded before v2 existed).
@@ -51,9 +52,11 @@ class RowStore:
     Safe to share between threads: every operation holds the store's lock.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, layout: Layout, ords: dict[str, int]) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, layout: Layout, ords: dict[str, int],
+                 vaults: Path | None = None) -> None:
         # Use RowStore.create or RowStore.open.
         self.path = path
+        self._vaults = vaults
         self.num_features = layout.num_features
         self.format = layout.format  # FORMAT_V2 for every store created now; FORMAT_V1 for older ones
         self._layout = layout
@@ -109,11 +112,12 @@ class RowStore:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 5.0) -> RowStore:
+    def open(cls, path: Path, *, busy_timeout: float = 5.0, vaults: Path | None = None) -> RowStore:
         """Open an existing store; StoreError when it is missing or not a row store.
 
         `busy_timeout` (seconds) is how long an erase waits for another connection's read to finish before
-        it gives up scrubbing the old pages (see `erase`).
+        it gives up scrubbing the old pages (see `erase`). `vaults`: the folder of the audit vaults that keep
+        the rows this store erases (erased.py); every erase writes the rows there first.
         """
         path = Path(path)
         if not path.is_file():
@@ -143,7 +147,7 @@ class RowStore:
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn, layout, ords)
+        return cls(path, conn, layout, ords, vaults)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -185,11 +189,7 @@ class RowStore:
         """Hex SHA-256 of the current rows in insertion order: b"forgetd.rowstore.v1\\0", the feature count as
         u64 big-endian, then the rows encoded as `forgetd.server.data.hash_rows` documents. The same for the
         same rows in either file format."""
-        ids, X, y = self.load()
-        h = hashlib.sha256(_DIGEST_DOMAIN.encode() + b"\0")
-        h.update(self.num_features.to_bytes(8, "big"))
-        hash_rows(h, ids, X, y)
-        return h.hexdigest()
+        return content_digest(self.num_features, *self.load())
 
     # -- erasing ----------------------------------------------------------------------------------------
 
@@ -209,6 +209,7 @@ class RowStore:
             if not wanted:
                 return
             ords = [self._ords[i] for i in wanted]
+            self._keep_in_vaults(conn, wanted, ords)
             conn.execute("BEGIN IMMEDIATE")  # one transaction: a crash leaves every row or none of them
             try:
                 self._layout.erase(conn, ords)
@@ -219,6 +220,14 @@ class RowStore:
             for i in wanted:
                 del self._ords[i]
             _checkpoint(conn, self.path)
+
+    def _keep_in_vaults(self, conn: sqlite3.Connection, ids: list[str], ords: list[int]) -> None:
+        """Before rows are zeroed, the vaults that keep erased rows get them (committed first: a crash between
+        the two leaves a row in both, never in neither). v1 stores' vaults are full copies and need nothing."""
+        files = keepers(self._vaults) if self._vaults is not None and self.format == FORMAT_V2 else []
+        if files:
+            X, y = self._layout.load_some(conn, ords)
+            keep_erased(files, ords, ids, X, y)
 
     def scrub(self) -> None:
         """Fold the WAL into the file and truncate it, overwriting the pages of rows already erased: what an
@@ -247,6 +256,14 @@ class RowStore:
         if self._conn is None:
             raise StoreError(f"{self.path}: the row store is closed")
         return self._conn
+
+
+def content_digest(num_features: int, ids: Sequence[str], X: np.ndarray, y: np.ndarray) -> str:
+    """RowStore.digest's value for these rows (ordinal order): also what a vault's snapshot hashes to."""
+    h = hashlib.sha256(_DIGEST_DOMAIN.encode() + b"\0")
+    h.update(num_features.to_bytes(8, "big"))
+    hash_rows(h, list(ids), X, y)
+    return h.hexdigest()
 
 
 def _check_rows(ids: list[str], X: np.ndarray, y: np.ndarray) -> None:
