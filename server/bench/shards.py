@@ -33,8 +33,6 @@ import numpy as np
 from forgetd.server.config import EngineConfig
 from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
-from forgetd.server.engine.planning import plan_forget
-from forgetd.server.engine.shard_tasks import forget_tasks
 from forgetd.server.errors import ForgetdError, InvalidConfig
 from forgetd.server.executors import ExecutorSpec, ShardExecutor, make_executor
 from forgetd.server.executors.base import default_workers
@@ -143,17 +141,19 @@ def _bursts(engine: Engine, cfg: ShardsBenchConfig) -> list[list[str]]:
 def _task_bytes(engine: Engine, ids: list[str], strategy: str) -> dict[str, float]:
     """What one shard task of a burst moves through Ray's object store, as pickle protocol 5 writes it (Ray's
     serializer keeps numpy buffers out of band, at the same size): its inputs there, the shard's state back."""
-    store = engine._store  # the bench reads the loaded store to build, not run, the tasks
-    tasks = forget_tasks(store, plan_forget(store, ids, strategy))
+    tasks = engine.shard_tasks(ids, strategy)
     inputs = [len(pickle.dumps(t, protocol=5)) for t in tasks]
     rows = [t.X.nbytes + t.y.nbytes for t in tasks]
-    back = [len(pickle.dumps((store.shards[t.shard].checkpoints, t.alive), protocol=5)) for t in tasks]
+    # What comes back is the shard's checkpoints (parameters and optimizer state) and its alive flags: the
+    # bytes of its checkpoint files, which hold exactly those arrays.
+    back = [t.alive.nbytes + sum(os.path.getsize(Path(t.root) / "artifacts" / name) for logical, name in t.files
+                                 if logical.endswith((".params", ".optim"))) for t in tasks]
     return {"input_bytes_per_task": statistics.median(inputs), "rows_bytes_per_task": statistics.median(rows),
             "result_bytes_per_task": statistics.median(back), "tasks_per_burst": len(tasks)}
 
 
 def _ray_round_trip(engine: Engine) -> float:
-    executor = engine._executor
+    executor = engine.executor
     assert isinstance(executor, RayExecutor)
     once = executor.round_trip()
     once()  # a warm worker: the first empty task may start one

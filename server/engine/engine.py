@@ -37,6 +37,7 @@ from forgetd.server.engine.newton import ledger_details
 from forgetd.server.engine.planning import plan_forget
 from forgetd.server.engine.reports import ForgetReport, Plan, PlanEntry, SampleResult
 from forgetd.server.engine.retraining import retrain_store
+from forgetd.server.engine.shard_tasks import ForgetTask, forget_tasks
 from forgetd.server.engine.state import LoadedStore, StoreMeta, load_store, stored_subjects
 from forgetd.server.engine.training import cuda_determinism
 from forgetd.server.errors import StoreError
@@ -247,6 +248,17 @@ class Engine:
         """What forget(ids, strategy) would do; validates like forget and changes nothing."""
         with self._lock:
             return plan_forget(self._store, ids, strategy).plan
+
+    def shard_tasks(self, ids: Iterable[str], strategy: str = "auto") -> list[ForgetTask]:
+        """The per-shard tasks forget(ids, strategy) would hand its executor (their inputs by value: the rows a
+        task moves); changes nothing."""
+        with self._lock:
+            return forget_tasks(self._store, plan_forget(self._store, ids, strategy))
+
+    @property
+    def executor(self) -> ShardExecutor:
+        """Where this engine runs its shard tasks (inline, process pool or Ray)."""
+        return self._executor
 
     def forget(self, ids: Iterable[str], strategy: str = "auto", *, request_ids: Sequence[str] = ()) -> ForgetReport:
         """Forget these samples (coalesced) and publish the result as the next version. Unknown, already
