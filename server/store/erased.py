@@ -142,6 +142,8 @@ def snapshot_rows(live: Path, keeper: Path) -> tuple[np.ndarray, list[str], np.n
     finally:
         conn.close()
     kept = kept_rows(keeper)
+    if not kept:  # a new vault, or one no forget has touched: the live rows are the snapshot, no second copy
+        return np.fromiter(ords.values(), dtype=np.int64, count=len(ords)), list(ords), X, y
     by_ord = {o: i for i, o in enumerate(ords.values())}
     order = sorted(set(by_ord) | set(kept))
     width = layout.num_features
