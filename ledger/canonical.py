@@ -77,17 +77,26 @@ def _normalize(value: object, where: str) -> JSONValue:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidPayload(f"{where} has a non-string key {key!r}; JSON object keys must be strings")
-            nkey = _nfc(key, f"{where} key {key!r}")
+            nkey = key if _plain(key) else _nfc(key, f"{where} key {key!r}")
             if nkey in out:
                 raise InvalidPayload(f"{where} has two keys equal to {nkey!r} after NFC normalisation")
-            out[nkey] = _normalize(item, f"{where}[{nkey!r}]")
+            out[nkey] = item if _plain(item) else _normalize(item, f"{where}[{nkey!r}]")
         return out
     if isinstance(value, (list, tuple)):
-        return [_normalize(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [item if _plain(item) else _normalize(item, f"{where}[{i}]") for i, item in enumerate(value)]
     raise InvalidPayload(
         f"{where} has unsupported type {type(value).__name__}; "
         "use dict, list, str, int, bool or None"
     )
+
+
+def _plain(value: object) -> bool:
+    """An ASCII str or a safe int: already what _normalize returns for it. Most of a payload is such leaves;
+    taking them as they are skips building the location an error message would name."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[attr-defined]  # ASCII is NFC and holds no surrogate
+    return kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT  # type: ignore[operator]
 
 
 def _nfc(text: str, where: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import time
@@ -164,8 +165,8 @@ class Ed25519Signer:
     def __post_init__(self) -> None:
         check_key_name(self.name)
 
-    @property
-    def key_id(self) -> bytes:
+    @functools.cached_property
+    def key_id(self) -> bytes:  # once: every checkpoint the daemon signs names it
         return self.verifier().key_id
 
     def verifier(self) -> Ed25519Verifier:

@@ -15,6 +15,7 @@ directory, fsync, then a no-clobber link into place, so two processes racing to 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -54,9 +55,9 @@ class SigningKey:
     def generate(cls) -> SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
-        """The raw 32-byte public key."""
+        """The raw 32-byte public key (derived once: every head signed and every receipt carries it)."""
         return self.private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     @property

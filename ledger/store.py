@@ -109,6 +109,9 @@ class Ledger:
         self._conn = self.db.conn
         self._lock = threading.RLock()
         self._tree = MerkleTree()
+        # The head and tree right after this connection's last append_many, taken inside its transaction (a
+        # writer's receipts need no read of their own); None until one, or while another process's are unsynced.
+        self.last_commit: tuple[Head, TreeSnapshot] | None = None
         try:
             self._open_schema()
         except sqlite3.DatabaseError as exc:
@@ -225,8 +228,10 @@ class Ledger:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self.last_commit = None
             if in_sync:
                 self._tree.extend(row[6] for row in rows)
+                self.last_commit = (Head(seq, chain, self._tree.root(seq)), TreeSnapshot(self._tree, seq))
             return out
 
     def _find_event(self, event_id: str) -> Entry | None:

@@ -170,27 +170,27 @@ class Admission:
         event = (events.FORGET_REQUESTED, payload, events.requested_event_id(request_id))
         try:
             entry = self._committer.append(event, admitting)
-        finally:
+        except BaseException:
             with self._state.lock:
                 del self._admitting[request_id]
             admitting.durable.set()
+            raise
+        with self._state.lock:  # one hold: the reservation freed and the view read
+            del self._admitting[request_id]
+            view = self._view(request_id, False).named(admitting.ids)
+        admitting.durable.set()
         self._metrics.request_acknowledged()
         log.debug("forget %s requested at seq %d (%d ids, %s)", request_id, entry.seq, len(admitting.ids), strategy)
-        with self._state.lock:
-            return self._view(request_id, False).named(admitting.ids)
+        return view
 
     def _fold_durable(self, durable: Sequence[tuple[Entry, _Admitting]]) -> None:
         """On the committer's thread, after a commit and before its callers are answered: fold its entries (and
-        first any another process appended, as RuntimeState.append does) and queue its requests, in seq order."""
+        first any appended meanwhile, as RuntimeState.fold_through does) and queue its requests, in seq order."""
         state = self._state
         with state.lock:
             fold = state.fold
             for entry, admitting in durable:
-                if entry.seq > fold.size + 1:
-                    for missed in state.ledger.read(fold.size + 1, entry.seq - 1 - fold.size):
-                        fold.add(missed.seq, missed.type, missed.leaf_hash, missed.payload)
-                if entry.seq > fold.size:  # else folded already by a worker append that came in between
-                    fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
+                state.fold_through(entry)
                 rid = admitting.request_id
                 if rid not in state.pending and rid not in fold.applied_by_request:
                     state.enqueue(fold.requests[rid], admitting.ids)

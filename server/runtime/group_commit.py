@@ -26,7 +26,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -59,11 +58,31 @@ class CommitStats:
     closing: bool = False  # close was called: new appends are refused, the queue drains
 
 
-@dataclass
 class _Waiting(Generic[T]):
-    event: Event
-    tag: T
-    answer: Future[Entry]
+    """One caller in the queue. It sleeps on its own lock, released exactly once: when a leader has answered it,
+    or when it is named to lead the next commit (no caller is woken for a change that is not its own)."""
+
+    __slots__ = ("event", "tag", "entry", "error", "_wake")
+
+    def __init__(self, event: Event, tag: T) -> None:
+        self.event = event
+        self.tag = tag
+        self.entry: Entry | None = None
+        self.error: BaseException | None = None
+        self._wake = threading.Lock()
+        self._wake.acquire()
+
+    def sleep(self) -> None:
+        self._wake.acquire()
+
+    def wake(self) -> None:
+        self._wake.release()
+
+    def result(self) -> Entry:
+        if self.error is not None:
+            raise self.error
+        assert self.entry is not None  # answered before it is woken, or it led the commit that answered it
+        return self.entry
 
 
 class GroupCommitter(Generic[T]):
@@ -86,27 +105,33 @@ class GroupCommitter(Generic[T]):
         """Queues `event` for the next commit and blocks until it is durable: its entry (the one already
         recorded when its event id is), or the error its commit failed with. `tag` goes to `on_durable` beside
         the entry."""
-        me = _Waiting(event, tag, Future())
+        me: _Waiting[T] = _Waiting(event, tag)
         with self._cond:
             if self._closing:
                 raise NotServing("the ledger is closing; send the request again once the server is back")
             self._queue.append(me)
-            if self._leader is None:
+            leads = self._leader is None
+            if leads:
                 self._leader = me  # no commit in flight: this caller commits, on its own thread
             self._count()
-            self._cond.wait_for(lambda: self._leader is me or me.answer.done())
-            if me.answer.done():
-                return me.answer.result()  # a leader committed it
+        if not leads:
+            me.sleep()
+            if me.entry is not None or me.error is not None:
+                return me.result()  # a leader committed it
+        with self._cond:  # leading: `me` is first in the queue, so it is in `batch`
             batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
             self._count(in_flight=len(batch))
+        following: _Waiting[T] | None = None
         try:
-            self._commit_batch(batch)  # `me` is first in the queue whenever it leads, so it is in `batch`
+            self._commit_batch(batch, me)
         finally:
             with self._cond:
                 # Arrivals during this commit go in the next one, led by the oldest of them.
-                self._leader = self._queue[0] if self._queue else None
+                self._leader = following = self._queue[0] if self._queue else None
                 self._count(in_flight=0)
-        return me.answer.result()
+            if following is not None:
+                following.wake()
+        return me.result()
 
     def stats(self) -> CommitStats:
         with self._cond:
@@ -125,8 +150,9 @@ class GroupCommitter(Generic[T]):
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._leader is None)
 
-    def _commit_batch(self, batch: list[_Waiting[T]]) -> None:
-        """Commits `batch`, hands what became durable to on_durable, then answers every caller in it."""
+    def _commit_batch(self, batch: list[_Waiting[T]], leader: _Waiting[T]) -> None:
+        """Commits `batch`, hands what became durable to on_durable, then answers every caller in it (and wakes
+        each but the `leader`, which is awake)."""
         try:
             entries: list[Entry | BaseException] = list(self._commit([w.event for w in batch]))
             self._count(commits=1, entries=len(batch))
@@ -144,13 +170,13 @@ class GroupCommitter(Generic[T]):
             except BaseException as exc:  # noqa: BLE001 - durable but not folded: never acknowledged as if it were
                 log.exception("folding %d committed ledger entries failed", len(durable))
                 entries = [exc if isinstance(entry, Entry) else entry for entry in entries]
-        with self._cond:
-            for entry, w in zip(entries, batch):
-                if isinstance(entry, Entry):
-                    w.answer.set_result(entry)
-                else:
-                    w.answer.set_exception(entry)
-            self._cond.notify_all()
+        for entry, w in zip(entries, batch):
+            if isinstance(entry, Entry):
+                w.entry = entry
+            else:
+                w.error = entry
+            if w is not leader:
+                w.wake()
 
     def _commit_one(self, event: Event) -> Entry | BaseException:
         try:

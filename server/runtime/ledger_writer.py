@@ -127,7 +127,7 @@ class LedgerWriter:
         """Appends `events` in one transaction (one fsync), chained in order; all or nothing."""
         with self._lock:
             entries = self._ledger.append_many([(t, dict(p), e) for t, p, e in events])
-            self._committed = (self._ledger.head(), self._ledger.snapshot())
+            self._committed = self._ledger.last_commit or (self._ledger.head(), self._ledger.snapshot())
         with self._grown:
             self._appended = max([self._appended, *(entry.seq for entry in entries)])
             self._grown.notify_all()
@@ -137,7 +137,10 @@ class LedgerWriter:
                 max_batch: int = MAX_GROUP) -> GroupCommitter[T]:
         """A group committer appending here: `on_durable` gets each commit's entries (and the callers' tags) in
         seq order before any of its callers is answered. `close` drains it first."""
-        committer: GroupCommitter[T] = GroupCommitter(self.append_many, on_durable, max_batch=max_batch)
+        commit: Callable[[Sequence[Event]], list[Entry]] = self.append_many
+        if max_batch == 1:  # one event a commit (the worker's committer): each through `append`, as before
+            commit = lambda events: [self.append(t, p, event_id=e) for t, p, e in events]  # noqa: E731
+        committer: GroupCommitter[T] = GroupCommitter(commit, on_durable, max_batch=max_batch)
         self._committers.append(committer)
         return committer
 

@@ -1,9 +1,14 @@
 """What admission, the worker and recovery share, under one lock: the ledger fold, the queue of pending
 requests, the samples still in the store, and the live model.
 
-The fold is always the ledger's state: every append goes through `RuntimeState.append` while the caller holds
-the lock, which folds the new entry (and first any entry another process appended meanwhile), so the order
-of appends, of folds and of the queue is one order.
+The fold is always the ledger's state up to what has been folded: entries are folded strictly in seq order,
+under the lock, by `fold_through` (which first folds any entry appended meanwhile, by another process or by
+another of this daemon's writers whose own fold has not run yet). Most appends hold the lock over their
+commit (`RuntimeState.append`); the two hot ones do not: admission's group commits and the worker's
+forget.applied are committed without it and folded once durable, so neither waits for the other's fsync
+while validating. An event whose fold must change more than the fold (the worker's forget.applied swaps the
+live model in the same hold of the lock) is registered with `when_folded`: whichever thread folds it first
+runs that change, so no reader ever sees a batch folded as applied while the old model is live.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +66,8 @@ class RuntimeState:
         self.worker_gone = False  # no batch will be applied before a restart (shutdown, or a halt for good)
         self.drain_until = 0.0
         self.live: LiveModel  # set by recovery, then swapped by the worker
+        # event id -> what folding its entry must also do (when_folded), run by whichever thread folds it first.
+        self._on_fold: dict[str, Callable[[Entry], None]] = {}
 
     @property
     def halted(self) -> bool:
@@ -69,13 +76,33 @@ class RuntimeState:
     def append(self, event_type: str, payload: Mapping[str, Any], event_id: str) -> Entry:
         """Appends and folds in one step (caller holds the lock), so the fold is always the ledger's state."""
         entry = self.ledger.append(event_type, payload, event_id=event_id)
-        if entry.seq > self.fold.size + 1:
-            # Another process appended meanwhile (`forgetd verify --seal` records audit.verified events):
-            # fold those entries first, so the fold stays the ledger's state.
-            for missed in self.ledger.read(self.fold.size + 1, entry.seq - 1 - self.fold.size):
-                self.fold.add(missed.seq, missed.type, missed.leaf_hash, missed.payload)
-        self.fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
+        self.fold_through(entry)
         return entry
+
+    def fold_through(self, entry: Entry) -> None:
+        """Folds every entry up to and including `entry` not folded yet, in seq order (caller holds the lock)."""
+        if entry.seq > self.fold.size + 1:
+            # Appended meanwhile: by another process (`forgetd verify --seal` records audit.verified events), or
+            # by a writer of this daemon that commits without the lock and has not folded yet. Folded first, so
+            # the fold stays the ledger's state.
+            for missed in self.ledger.read(self.fold.size + 1, entry.seq - 1 - self.fold.size):
+                self._fold(missed)
+        if entry.seq > self.fold.size:  # else folded already, by whichever writer came first
+            self._fold(entry)
+
+    def when_folded(self, event_id: str, then: Callable[[Entry], None] | None) -> None:
+        """`then(entry)` runs, under the lock, right after the entry of `event_id` is folded, whichever thread folds
+        it; None forgets it (caller holds the lock)."""
+        if then is None:
+            self._on_fold.pop(event_id, None)
+        else:
+            self._on_fold[event_id] = then
+
+    def _fold(self, entry: Entry) -> None:
+        self.fold.add(entry.seq, entry.type, entry.leaf_hash, entry.payload)
+        then = self._on_fold.pop(entry.event_id, None)
+        if then is not None:
+            then(entry)
 
     def enqueue(self, requested: Requested, ids: tuple[str, ...], enqueued: float | None = None) -> None:
         """Queue an acknowledged request for the worker (caller holds the lock)."""

@@ -2,8 +2,9 @@
 
 Why one worker: the engine mutates one store, and every forget.applied must describe exactly one step from
 the previous live version to the next, in ledger order. The worker drains what is pending, coalesces
-consecutive requests that asked for the same strategy into one engine call, appends `forget.applied`, and
-only then swaps the live model (one reference assignment; Predict reads the reference once per call).
+consecutive requests that asked for the same strategy into one engine call, appends `forget.applied` (without
+the runtime lock: Forgets are validated and committed meanwhile), and only then swaps the live model (one
+reference assignment; Predict reads the reference once per call).
 
 The engine publishes each version together with its batch tag (store/batch_tag.py), which holds what this
 batch's forget.applied says; if the daemon dies before the append, recovery writes it from there.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +36,14 @@ from forgetd.ledger import Entry
 from forgetd.server.errors import ForgetdError, shown_ids
 from forgetd.server.observe import Metrics
 from forgetd.server.runtime import events
-from forgetd.server.runtime.events import ModelState, SubjectOutcome
+from forgetd.server.runtime.applied import applied_from_tag, subject_outcomes
+from forgetd.server.runtime.events import ModelState
+from forgetd.server.runtime.group_commit import GroupCommitter
 from forgetd.server.runtime.live import LiveModel
 from forgetd.server.runtime.pacing import ApplyTimes, Backoff
 from forgetd.server.runtime.predictor import Predict, predictor_for
 from forgetd.server.runtime.retraining import RetrainDue, RetrainJob, retrain_live
 from forgetd.server.runtime.state import Pending, RuntimeState
-from forgetd.server.store.batch_tag import BatchTag
 from forgetd.server.vocabulary import AUTO, RETRAIN
 
 if TYPE_CHECKING:
@@ -53,31 +55,6 @@ __all__ = ["Worker", "subject_outcomes", "applied_from_tag", "RETRY_CAP_SECONDS"
 log = logging.getLogger("forgetd.server")
 
 RETRY_CAP_SECONDS = 30.0  # the longest wait between two tries of a failing batch
-
-
-def subject_outcomes(tag: BatchTag) -> list[SubjectOutcome]:
-    """The forget.applied subjects a batch tag names (the tag holds them in the ledger's spelling)."""
-    return [SubjectOutcome(s.subject_ref, s.shard, s.slice, s.region, s.strategy, s.guarantee) for s in tag.subjects]
-
-
-def applied_from_tag(tag: BatchTag, model: ModelState, *, apply_micros: int, queued_micros: int, recovered: bool,
-                     device: str | None) -> dict[str, Any]:
-    """The forget.applied of a batch the engine published, as its tag records it (recovery, and a retry after
-    a failure that came after the engine's commit)."""
-    return events.applied_payload(
-        request_ids=list(tag.request_ids),
-        strategy=tag.strategy,
-        resolved_strategy=tag.resolved_strategy,
-        subjects=subject_outcomes(tag),
-        model=model,
-        residue_steps=tag.residue_steps,
-        samples_read=tag.samples_read,
-        apply_micros=apply_micros,
-        queued_micros=queued_micros,
-        recovered=recovered,
-        device=device,
-        encoder_residue=tag.encoder_residue,
-    )
 
 
 def _cause(exc: BaseException) -> str:
@@ -130,6 +107,9 @@ class Worker:
         self._times = ApplyTimes()
         self._on_halt: Callable[[str | None], None] = lambda reason: None
         self._thread: threading.Thread | None = None
+        # The worker's own committer (its one caller): forget.applied is committed without the runtime lock and
+        # apart from admission's commits, whose counters stay those of Forgets alone.
+        self._committer: GroupCommitter[Callable[[Entry], None]] = state.ledger.grouped(self._recorded, max_batch=1)
 
     def start(self, on_halt: Callable[[str | None], None] | None = None) -> None:
         """Starts the thread; `on_halt` hears the reason when forgetting halts, and None when it resumes."""
@@ -277,18 +257,39 @@ class Worker:
                 and engine.snapshot().version == engine.version)
 
     def _publish(self, batch: _Batch, step: _Step) -> Entry:
-        """Appends the batch's forget.applied and swaps the live model, in one hold of the lock."""
+        """Appends the batch's forget.applied without the runtime lock (admission validates and commits Forgets
+        meanwhile), then, in the hold of the lock that folds the entry, swaps the live model in: by this thread
+        once durable, or first by whichever thread folds the entry before it does (RuntimeState.when_folded)."""
         state = self._state
+        event_id = events.applied_event_id(batch.rids)
+        swap: Callable[[Entry], None] = lambda entry: self._swap(batch, step, entry)
         with state.lock:
-            entry = state.append(events.FORGET_APPLIED, step.payload, events.applied_event_id(batch.rids))
-            for ref in batch.taken:
-                state.remaining.pop(ref, None)
-            state.live = LiveModel.of(step.snapshot, step.predict, step.model, entry.seq, len(state.fold.forgotten))
-            for rid in batch.rids:
-                del state.pending[rid]
-                state.raw_ids.pop(rid, None)
-            state.settled.notify_all()
-        return entry
+            state.when_folded(event_id, swap)
+        try:
+            return self._committer.append((events.FORGET_APPLIED, step.payload, event_id), swap)
+        finally:
+            with state.lock:
+                state.when_folded(event_id, None)
+
+    def _recorded(self, durable: Sequence[tuple[Entry, Callable[[Entry], None]]]) -> None:
+        """On this thread, once a forget.applied is durable: fold through it and swap its batch in."""
+        with self._state.lock:
+            for entry, swap in durable:
+                self._state.fold_through(entry)
+                swap(entry)
+
+    def _swap(self, batch: _Batch, step: _Step, entry: Entry) -> None:
+        """The batch's samples gone, its version live, its requests settled (caller holds the lock); once."""
+        state = self._state
+        if batch.rids[0] not in state.pending:
+            return  # swapped in already: the entry was folded by another thread before this one
+        for ref in batch.taken:
+            state.remaining.pop(ref, None)
+        state.live = LiveModel.of(step.snapshot, step.predict, step.model, entry.seq, len(state.fold.forgotten))
+        for rid in batch.rids:
+            del state.pending[rid]
+            state.raw_ids.pop(rid, None)
+        state.settled.notify_all()
 
     def _forget(self, batch: _Batch) -> _Step:
         """The engine's new version of the store without the batch's samples, and its forget.applied."""
