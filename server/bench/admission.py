@@ -1,5 +1,6 @@
 """`forgetd bench admission` (wired into `forgetd bench` by client/cli/main.py): acknowledged Forgets per second
-through the real gRPC daemon, with 1 and with N concurrent clients, beside raw single-commit SQLite.
+through the real gRPC daemon, with 1 and with N concurrent clients, beside raw single-commit SQLite and beside
+the daemon's own gRPC server answering calls that do no work.
 
 Figures, not a test. Each Forget is sent with wait=false, so the figure is admission (validate, append
 `forget.requested` durably, answer with a receipt), not unlearning; every request names its own sample of a
@@ -9,6 +10,13 @@ synchronous=FULL), one BEGIN IMMEDIATE + INSERT + COMMIT per row of the same siz
 with a connection each. Raw single-commit SQLite pays one fsync per row however many threads write; group
 commit lets the daemon pay one per commit, shared by every Forget that arrived while the previous was in
 flight, with the same durability: no Forget is answered before its own entry is on disk.
+
+The second yardstick is the transport's own ceiling: the same client threads calling the daemon's
+grpc.health.v1 Check (served by the same server and thread pool, no work behind it) as fast as they can.
+On a small machine Python gRPC alone carries fewer empty calls per second than raw SQLite commits, so a
+Forget rate is read against both: forgets/raw says what group commit buys over the disk, forgets/empty calls
+how much of the transport's ceiling the daemon's own work leaves. The daemon's CPU per call (all its threads,
+the worker applying in the background included) is measured around each figure.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from typing import Any
 import click
 import grpc
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from forgetd.ledger.merkle import HASH_SIZE
 from forgetd.ledger.schema import COLUMNS, TABLE_SQL, connect
 from forgetd.v1 import unlearning_service_pb2, unlearning_service_pb2_grpc
@@ -43,8 +53,9 @@ _INSERT = f"INSERT INTO raw ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 def admission_figures(clients: int = 8, requests: int = 400, store_dir: str | Path | None = None,
                       progress: Callable[[str], None] = lambda _m: None, *, rounds: int = 4) -> dict[str, Any]:
     """Acknowledged Forgets/s with 1 and `clients` concurrent clients (`requests` Forgets each) through the real
-    daemon, raw single-commit SQLite inserts/s with 1 and `clients` threads (`requests` rows each), and their
-    ratios. The four run in alternating `rounds`, so that a noisy disk slows all alike. Everything lives in a
+    daemon, raw single-commit SQLite inserts/s with 1 and `clients` threads (`requests` rows each), empty gRPC
+    calls/s to the daemon's server from 1 and `clients` threads (`requests` each), and their ratios. The six run
+    in alternating `rounds`, so that a noisy disk or machine slows all alike. Everything lives in a
     temporary folder under `store_dir` (the disk measured; the system's temporary folder by default) and is
     removed afterwards."""
     if clients < 1 or rounds < 1 or requests < clients * rounds:
@@ -53,52 +64,70 @@ def admission_figures(clients: int = 8, requests: int = 400, store_dir: str | Pa
         root = Path(tmp)
         progress(f"training a {4 * requests}-row synthetic store in {root}")
         _train(root / "store", 4 * requests)
-        seconds, per_commit, row_bytes = _measure(root, clients, requests, rounds, progress)
-    forgets = {n: requests / seconds[("forgetd", n)] for n in (1, clients)}
-    raw = {n: requests / seconds[("raw", n)] for n in (1, clients)}
+        seconds, cpu, per_commit, row_bytes = _measure(root, clients, requests, rounds, progress)
+    rate = {what: {n: requests / seconds[(what, n)] for n in (1, clients)} for what in _MEASURED}
+    forgets, raw, empty = rate["forgetd"], rate["raw"], rate["empty"]
     return {
         "clients": clients, "requests": requests, "rounds": rounds, "row_bytes": row_bytes,
         "disk": str(Path(store_dir or tempfile.gettempdir()).resolve()),
         "forgets_per_s": {"1": forgets[1], str(clients): forgets[clients]},
         "raw_sqlite_commits_per_s": {"1": raw[1], str(clients): raw[clients]},
+        "empty_calls_per_s": {"1": empty[1], str(clients): empty[clients]},
+        "transport_baseline": "grpc.health.v1.Health/Check on the daemon's own server",
         "entries_per_commit": {"1": per_commit[1], str(clients): per_commit[clients]},
+        # The daemon process's CPU (every thread: gRPC, admission, the worker's background applies) per call.
+        "daemon_cpu_ms_per_forget": {"1": cpu[("forgetd", 1)], str(clients): cpu[("forgetd", clients)]},
+        "daemon_cpu_ms_per_empty_call": {"1": cpu[("empty", 1)], str(clients): cpu[("empty", clients)]},
         "ratios": {f"forgets_{clients}_clients/raw_1_thread": forgets[clients] / raw[1],
                    f"forgets_{clients}_clients/raw_{clients}_threads": forgets[clients] / raw[clients],
                    "forgets_1_client/raw_1_thread": forgets[1] / raw[1],
-                   f"forgets_{clients}_clients/forgets_1_client": forgets[clients] / forgets[1]},
+                   f"forgets_{clients}_clients/forgets_1_client": forgets[clients] / forgets[1],
+                   f"forgets_{clients}_clients/empty_calls_{clients}_clients": forgets[clients] / empty[clients],
+                   "forgets_1_client/empty_calls_1_client": forgets[1] / empty[1]},
     }
 
 
+_MEASURED = ("forgetd", "raw", "empty")  # Forgets, raw SQLite commits, empty gRPC calls
+
+
 def _measure(root: Path, clients: int, requests: int, rounds: int, progress: Callable[[str], None]
-             ) -> tuple[dict[tuple[str, int], float], dict[int, float], int]:
-    """Seconds per (what, clients), entries per commit per client count, a forget.requested envelope's size."""
+             ) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float], dict[int, float], int]:
+    """Seconds per (what, clients), the daemon's CPU ms per call of each daemon figure, entries per commit per
+    client count, a forget.requested envelope's size."""
     from forgetd.server.daemon.server import create_server
 
     daemon, port = create_server(ServerConfig(store=root / "store", listen="127.0.0.1:0", device="cpu"))
     with daemon, multiprocessing.get_context("spawn").Pool(1) as pool:
         # The clients run in their own process, as real clients do: sharing the daemon's GIL would charge
-        # their work to the daemon.
+        # their work to the daemon. That process is otherwise idle, so this one's CPU is the daemon's.
         ids = sorted(daemon.runtime.engine.sample_ids())
         target, committer = f"127.0.0.1:{port}", daemon.runtime.ledger.committers[0]
         pool.apply(_send, (target, [ids[-1:]]))  # warms the channel; its entry gives the row size
+        pool.apply(_send_empty, (target, 1, 1))
         row_bytes = len(next(e for e in daemon.runtime.ledger.read(1, None) if e.type == "forget.requested").envelope)
-        seconds: dict[tuple[str, int], float] = {(w, n): 0.0 for w in ("forgetd", "raw") for n in (1, clients)}
+        seconds = {(w, n): 0.0 for w in _MEASURED for n in (1, clients)}
+        cpu = {(w, n): 0.0 for w in _MEASURED if w != "raw" for n in (1, clients)}
         entries = {1: [0, 0], clients: [0, 0]}  # entries, commits
         step = requests // rounds
         for r in range(rounds):
-            progress(f"round {r + 1}/{rounds}: {step} Forgets (wait=false) and {step} raw SQLite commits, from 1 "
-                     f"and from {clients} clients")
+            progress(f"round {r + 1}/{rounds}: {step} Forgets (wait=false), {step} raw SQLite commits and {step} "
+                     f"empty gRPC calls, from 1 and from {clients} clients")
             for n in (1, clients):
                 first = (2 * r + (n != 1)) * step
                 seconds[("raw", n)] += _raw_seconds(root / f"raw-{n}.db", n, r * step, step, row_bytes)
                 chunk = ids[first:first + step]
-                before = committer.stats()
+                before, began = committer.stats(), time.process_time()
                 seconds[("forgetd", n)] += pool.apply(_send, (target, [chunk[i::n] for i in range(n)]))
                 after = committer.stats()
                 entries[n][0] += after.entries - before.entries
                 entries[n][1] += after.commits - before.commits
                 pool.apply(_drain, (target, chunk[-1:]))  # the worker catches up before the next figure
-        return seconds, {n: e / max(1, c) for n, (e, c) in entries.items()}, row_bytes
+                cpu[("forgetd", n)] += time.process_time() - began  # its background applies included
+                began = time.process_time()
+                seconds[("empty", n)] += pool.apply(_send_empty, (target, n, step))
+                cpu[("empty", n)] += time.process_time() - began
+        ms_per_call = {key: 1e3 * value / (rounds * step) for key, value in cpu.items()}
+        return seconds, ms_per_call, {n: e / max(1, c) for n, (e, c) in entries.items()}, row_bytes
 
 
 def _train(path: Path, rows: int) -> None:
@@ -140,6 +169,37 @@ def _send(target: str, chunks: Sequence[Sequence[str]]) -> float:
     channel.close()
     if failures:
         raise RuntimeError(f"{len(failures)} Forget(s) failed; the first: {failures[0]}")
+    return elapsed
+
+
+def _send_empty(target: str, threads: int, calls: int) -> float:
+    """In the client process: `calls` health Checks (no work behind them) from `threads` threads, each one call
+    at a time, all started together; the seconds until the last is answered."""
+    channel = grpc.insecure_channel(target)
+    stub = health_pb2_grpc.HealthStub(channel)
+    start = threading.Barrier(threads + 1)
+    failures: list[BaseException] = []
+
+    def client(count: int) -> None:
+        start.wait()
+        try:
+            for _ in range(count):
+                stub.Check(health_pb2.HealthCheckRequest())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the bench's process
+            failures.append(exc)
+
+    workers = [threading.Thread(target=client, args=(calls // threads + (i < calls % threads),))
+               for i in range(threads)]
+    for t in workers:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in workers:
+        t.join()
+    elapsed = time.perf_counter() - began
+    channel.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} health Check(s) failed; the first: {failures[0]}")
     return elapsed
 
 
@@ -189,13 +249,20 @@ def _raw_seconds(path: Path, threads: int, done: int, rows: int, row_bytes: int)
 def format_admission(figures: dict[str, Any]) -> str:
     n = figures["clients"]
     f, raw, per = figures["forgets_per_s"], figures["raw_sqlite_commits_per_s"], figures["entries_per_commit"]
-    lines = [f"forgetd bench admission ({figures['requests']} Forgets and raw commits per figure, wait=false, in "
-             f"{figures['rounds']} alternating rounds; disk {figures['disk']})",
-             "", f"{'':<34}{'1':>12}{n:>12}",
-             f"{'acknowledged Forgets/s (daemon)':<34}{f['1']:>12,.0f}{f[str(n)]:>12,.0f}",
-             f"{'entries per ledger commit':<34}{per['1']:>12.2f}{per[str(n)]:>12.2f}",
-             f"{'raw SQLite commits/s (FULL, WAL)':<34}{raw['1']:>12,.0f}{raw[str(n)]:>12,.0f}", ""]
-    lines += [f"{name:<44}{value:>8.2f}x" for name, value in figures["ratios"].items()]
+    lines = [f"forgetd bench admission ({figures['requests']} Forgets, raw commits and empty calls per figure, "
+             f"wait=false, in {figures['rounds']} alternating rounds; disk {figures['disk']})",
+             "", f"{'':<40}{'1':>12}{n:>12}",
+             f"{'acknowledged Forgets/s (daemon)':<40}{f['1']:>12,.0f}{f[str(n)]:>12,.0f}",
+             f"{'entries per ledger commit':<40}{per['1']:>12.2f}{per[str(n)]:>12.2f}",
+             f"{'raw SQLite commits/s (FULL, WAL)':<40}{raw['1']:>12,.0f}{raw[str(n)]:>12,.0f}"]
+    empty = figures.get("empty_calls_per_s")
+    if empty is not None:  # figures from before the transport baseline was measured lack these
+        fcpu, ecpu = figures["daemon_cpu_ms_per_forget"], figures["daemon_cpu_ms_per_empty_call"]
+        lines += [f"{'empty gRPC calls/s (health Check)':<40}{empty['1']:>12,.0f}{empty[str(n)]:>12,.0f}",
+                  f"{'daemon CPU ms per Forget (+ its apply)':<40}{fcpu['1']:>12.3f}{fcpu[str(n)]:>12.3f}",
+                  f"{'daemon CPU ms per empty call':<40}{ecpu['1']:>12.3f}{ecpu[str(n)]:>12.3f}"]
+    lines.append("")
+    lines += [f"{name:<50}{value:>8.2f}x" for name, value in figures["ratios"].items()]
     return "\n".join(lines)
 
 
@@ -208,7 +275,8 @@ def format_admission(figures: dict[str, Any]) -> str:
 @click.option("--rounds", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def admission(clients: int, requests: int, store_dir: Path | None, rounds: int, as_json: bool) -> None:
-    """Acknowledged Forgets/s with 1 and N clients beside raw single-commit SQLite on the same disk."""
+    """Acknowledged Forgets/s with 1 and N clients beside raw single-commit SQLite on the same disk and empty
+    gRPC calls to the same server."""
     try:
         figures = admission_figures(clients, requests, store_dir, progress=lambda m: click.echo(m, err=True),
                                     rounds=rounds)

@@ -89,6 +89,12 @@ def flat(run: dict[str, Any]) -> dict[str, float]:
             out[key] = float(adm[key])
     if adm.get("acks_per_second") and adm.get("sqlite_commits_per_second"):
         out["acks_over_sqlite"] = adm["acks_per_second"] / adm["sqlite_commits_per_second"]
+    detail = adm.get("detail") or {}  # the transport's ceiling: empty calls to the daemon's own gRPC server
+    empty = (detail.get("empty_calls_per_s") or {}).get(str(detail.get("clients")))
+    if empty:
+        out["empty_calls_per_second"] = float(empty)
+        if adm.get("acks_per_second"):
+            out["acks_over_empty_calls"] = adm["acks_per_second"] / empty
     return out
 
 
@@ -172,6 +178,8 @@ def format_markdown(results: dict[str, Any]) -> str:
                        ("acks_per_second", "acknowledged Forgets/s, 8 clients (measured once, own store)"),
                        ("sqlite_1_thread_commits_per_second", "raw SQLite single commits/s (WAL, synchronous=FULL), 1 thread"),
                        ("sqlite_n_threads_commits_per_second", "raw SQLite single commits/s, 8 threads"),
+                       ("empty_calls_per_second", "empty gRPC calls/s (health Check, same server), 8 clients"),
+                       ("acks_over_empty_calls", "acknowledged Forgets / empty gRPC calls, 8 clients"),
                        ("hwm_bytes", "daemon peak resident memory (VmHWM)")):
         out.append(f"| {label} | " + " | ".join(_num(f.get(key), "B" if key.endswith("bytes") else "") for f in figs) + " |")
     failed = [f"- n = {r['n']:,}, {name}: {part['error']}" for r in runs for name, part in r.items()
