@@ -37,6 +37,7 @@ from forgetd.server.data import Dataset, load_dataset
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import ForgetdError, InvalidConfig
 from forgetd.server.vocabulary import EPOCH_SCHEDULES, FLOAT16_INCREMENTS, INCREMENT_PRECISIONS, PER_STEP_SCHEDULE
+from forgetd.server.vocabulary import INCREMENTS_CODECS, ZSTD_INCREMENTS
 
 __all__ = ["ScaleBench", "PARTS_MEASURED", "DATA_KINDS", "run_scale_bench", "write_report", "scale"]
 
@@ -60,6 +61,7 @@ class ScaleBench:
     epochs: int = 1
     epoch_schedule: str = PER_STEP_SCHEDULE
     increments: str = FLOAT16_INCREMENTS
+    codec: str = ZSTD_INCREMENTS  # EngineConfig.increments_codec
     clients: int = 8  # concurrent Forget clients, and SQLite writers beside them
     forgets: int = 400  # Forgets per admission run (its own store, of four times as many rows)
     skip: tuple[str, ...] = ()
@@ -76,7 +78,8 @@ class ScaleBench:
         if self.features < 2 or self.classes < 2:
             raise InvalidConfig("features and classes must each be at least 2")
         for name, value, known in (("data", self.data, DATA_KINDS), ("epoch_schedule", self.epoch_schedule, EPOCH_SCHEDULES),
-                                   ("increments", self.increments, INCREMENT_PRECISIONS), ("skip", None, PARTS_MEASURED)):
+                                   ("increments", self.increments, INCREMENT_PRECISIONS),
+                                   ("codec", self.codec, INCREMENTS_CODECS), ("skip", None, PARTS_MEASURED)):
             bad = [v for v in (self.skip if value is None else (value,)) if v not in known]
             if bad:
                 raise InvalidConfig(f"{name} {', '.join(map(repr, bad))} unknown; choose from {', '.join(known)}")
@@ -90,11 +93,11 @@ class ScaleBench:
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(slices=self.slices, epochs=self.epochs, epoch_schedule=self.epoch_schedule,
-                            increments=self.increments, device="cpu")
+                            increments=self.increments, increments_codec=self.codec, device="cpu")
 
     def description(self) -> str:
         return (f"{self.data} data, {self.features} features, {self.classes} classes; the paper's MLP (128, 128), "
-                f"S = {self.slices}, E = {self.epochs} ({self.epoch_schedule}), {self.increments} increments, the "
+                f"S = {self.slices}, E = {self.epochs} ({self.epoch_schedule}), {self.increments} increments ({self.codec}), the "
                 f"default budget, CPU; sizes {', '.join(f'{n:,}' for n in self.sizes)} training rows; "
                 f"admission: {self.clients} clients, {self.forgets} Forgets on a store of its own")
 
@@ -177,7 +180,7 @@ def _admission(bench: ScaleBench, work: Path, progress: Callable[[str], None]) -
 def _training(bench: ScaleBench, n: int, work: Path) -> dict[str, Any]:
     """The whole Engine.train build per sample read (what an operator waits for) beside the bare loops."""
     figures = training_throughput(n, bench.features, bench.slices, bench.epochs, bench.epoch_schedule,
-                                  bench.increments, work_dir=work)
+                                  bench.increments, codec=bench.codec, work_dir=work)
     cpu = {name: figures[f"{name}_user_s"] + figures[f"{name}_system_s"] for name in ("build", "bare_recording")}
     return {"train_seconds": figures["us_per_sample_build"] * figures["samples_read"] / 1e6,
             # CPU seconds too: on a shared machine the wall clock also counts other people's work
@@ -231,18 +234,20 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @click.option("--data", type=click.Choice(DATA_KINDS), default="purchase-like", show_default=True,
               help="purchase-like: binary features like Purchase-100's; synthetic: server/data/synthetic.py.")
 @click.option("--increments", type=click.Choice(INCREMENT_PRECISIONS), default=FLOAT16_INCREMENTS, show_default=True)
+@click.option("--increments-codec", "codec", type=click.Choice(INCREMENTS_CODECS), default=ZSTD_INCREMENTS,
+              show_default=True)
 @click.option("--forgets", type=click.IntRange(min=1), default=400, show_default=True,
               help="Forgets per admission run, on a store of its own (n does not change what it measures).")
 @click.option("--skip", "skip", multiple=True, type=click.Choice(PARTS_MEASURED), help="Leave a part out (repeatable).")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Folder for the stores (the disk measured).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out/scale"), show_default=True)
 def scale(rows: int, features: int, classes: int, fractions: tuple[float, ...], data: str, increments: str,
-          forgets: int, skip: tuple[str, ...], work: Path | None, out: Path) -> None:
+          codec: str, forgets: int, skip: tuple[str, ...], work: Path | None, out: Path) -> None:
     """Store size, increments, daemon start-up and memory, training time and Forget admission at several
     sizes, each beside its baseline from the same run, with every target met or missed."""
     try:
         bench = ScaleBench(rows=rows, features=features, classes=classes, fractions=fractions, data=data,
-                           increments=increments, forgets=forgets, skip=skip, work=work)
+                           increments=increments, codec=codec, forgets=forgets, skip=skip, work=work)
         run_scale_bench(bench, out, progress=lambda m: click.echo(m, err=True))
     except ForgetdError as exc:
         raise click.ClickException(str(exc)) from exc
