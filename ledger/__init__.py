@@ -2,8 +2,9 @@
 
     from forgetd.ledger import Ledger, verify_ledger, subject_ref
 
-See store.Ledger for appends and reads, proofs for checking receipts with hashes alone, verify for the
-full recomputation an auditor runs, and signing for Ed25519-signed heads.
+See store.Ledger for appends and reads, group_commit.GroupCommitter for threads sharing commits (one fsync
+for many appends), proofs for checking receipts with hashes alone, verify for the full recomputation an
+auditor runs, and signing for Ed25519-signed heads.
 
 For standard transparency-log tools (C2SP): checkpoint makes a head a signed c2sp.org/tlog-checkpoint
 (ledger_checkpoint), note is the c2sp.org/signed-note format under it (note_keys: its keys), tlogproof the
@@ -44,6 +45,7 @@ from .errors import (
     InvalidOrigin,
     InvalidPayload,
     InvalidVerifierKey,
+    LedgerClosing,
     LedgerError,
     LedgerNotFound,
     MalformedCheckpoint,
@@ -65,6 +67,7 @@ from .errors import (
     WitnessStateError,
     WitnessUnavailable,
 )
+from .group_commit import GroupCommitter
 from .merkle import (
     EMPTY_ROOT,
     hash_leaf,
@@ -103,6 +106,7 @@ __all__ = [
     "Ed25519Signer",
     "Ed25519Verifier",
     "Entry",
+    "GroupCommitter",
     "EntryNotFound",
     "Head",
     "IdempotencyConflict",
@@ -117,6 +121,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidVerifierKey",
     "Ledger",
+    "LedgerClosing",
     "LedgerError",
     "LedgerNotFound",
     "MalformedCheckpoint",

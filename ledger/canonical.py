@@ -39,6 +39,24 @@ fast_encode = json.JSONEncoder(
 ).encode
 
 
+def _refuse(value: object) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# The C encoder fast_encode builds on every call, built once: the same bytes without fast_encode's two Python
+# frames. Arguments: markers (None: no circular check), default, string encoder, indent, key and item
+# separators, sort_keys, skipkeys, allow_nan -- fast_encode's settings.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encode = None if _c_make_encoder is None else _c_make_encoder(
+    None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+
+
+def _encode(value: JSONValue) -> str:
+    if _c_encode is None:  # pragma: no cover - an interpreter without the C accelerator
+        return fast_encode(value)
+    return "".join(_c_encode(value, 0))
+
+
 class NonCanonical(ValueError):
     """Stored envelope bytes are not the canonical form of the JSON they contain."""
 
@@ -48,10 +66,50 @@ def normalize(value: object, where: str = "payload") -> JSONValue:
 
     `where` names the location in error messages (payload["a"][3]), so a caller sees which field to fix.
     """
+    if type(value) is dict:
+        try:
+            return _plain_copy(value)  # the common case, without building error locations
+        except (_NotPlain, RecursionError):
+            pass  # something to normalise or refuse: the full walk below decides, naming where
     try:
         return _normalize(value, where)
     except RecursionError:
         raise InvalidPayload(f"{where} is nested too deeply to canonicalise") from None
+
+
+class _NotPlain(Exception):
+    """Raised by _plain_copy at the first value it does not take as it is."""
+
+
+def _plain_copy(value: object) -> JSONValue:
+    """A copy of a dict or list made only of dicts, lists, ASCII str keys and strings, safe ints, bools and None:
+    exactly what _normalize returns for it (ASCII is NFC, so no two keys can collide). _NotPlain otherwise."""
+    kind = type(value)
+    if kind is dict:
+        out: dict[str, JSONValue] = {}
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not key.isascii():
+                raise _NotPlain
+            out[key] = _plain_item(item)
+        return out
+    if kind is list:
+        return [_plain_item(item) for item in value]  # type: ignore[attr-defined]
+    raise _NotPlain
+
+
+def _plain_item(item: object) -> JSONValue:
+    kind = type(item)
+    if kind is str:
+        if item.isascii():  # type: ignore[attr-defined]
+            return item
+        raise _NotPlain
+    if kind is int:
+        if -MAX_SAFE_INT <= item <= MAX_SAFE_INT:  # type: ignore[operator]
+            return item
+        raise _NotPlain
+    if item is None or kind is bool:
+        return item
+    return _plain_copy(item)
 
 
 def _normalize(value: object, where: str) -> JSONValue:
@@ -116,7 +174,7 @@ def canonical_bytes(value: JSONValue) -> bytes:
     The C encoder's output is taken when it is ASCII (then it equals RFC 8785 byte for byte, see the module
     docstring); anything else is encoded by `rfc8785` itself."""
     try:
-        fast = fast_encode(value).encode("utf-8")
+        fast = _encode(value).encode("utf-8")
     except (ValueError, TypeError, RecursionError):
         fast = b"\x80"  # not ASCII: let rfc8785 decide, and say why if it refuses
     if fast.isascii():
@@ -127,6 +185,14 @@ def canonical_bytes(value: JSONValue) -> bytes:
         raise InvalidPayload(f"cannot canonicalise: {exc}") from exc
 
 
+def canonical_string(text: str) -> bytes:
+    """canonical_bytes of a string, without the general encoder's dispatch (an envelope splices three)."""
+    fast = json.encoder.encode_basestring(text).encode("utf-8", "surrogatepass")
+    if fast.isascii():
+        return fast
+    return canonical_bytes(text)
+
+
 def envelope_bytes(
     *, seq: int, event_id: str, event_type: str, recorded_at: str, payload_bytes: bytes, v: int = SCHEMA_VERSION
 ) -> bytes:
@@ -135,15 +201,16 @@ def envelope_bytes(
     Spliced from canonical parts rather than re-encoding the payload: RFC 8785 puts the six ASCII keys in
     this order (event_id < payload < recorded_at < seq < type < v), and `payload_bytes` are the payload's
     canonical bytes. tests/test_ledger_canonical.py checks the result against rfc8785.dumps of the whole."""
-    return b"".join((
-        b'{"event_id":', canonical_bytes(event_id),
-        b',"payload":', payload_bytes,
-        b',"recorded_at":', canonical_bytes(recorded_at),
-        b',"seq":', b"%d" % seq,
-        b',"type":', canonical_bytes(event_type),
-        b',"v":', b"%d" % v,
-        b"}",
-    ))
+    return spliced_envelope(seq, canonical_string(event_id), canonical_string(event_type),
+                            canonical_string(recorded_at), payload_bytes, v)
+
+
+def spliced_envelope(seq: int, event_id_json: bytes, event_type_json: bytes, recorded_at_json: bytes,
+                     payload_bytes: bytes, v: int = SCHEMA_VERSION) -> bytes:
+    """envelope_bytes from parts already canonical (canonical_string of each string): the ledger's append
+    encodes an event's id and type once, whatever else it does with them."""
+    return b'{"event_id":%b,"payload":%b,"recorded_at":%b,"seq":%d,"type":%b,"v":%d}' % (
+        event_id_json, payload_bytes, recorded_at_json, seq, event_type_json, v)
 
 
 # --- reading and verification ------------------------------------------------------------------------------

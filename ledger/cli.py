@@ -124,6 +124,10 @@ def checkpoint(path: Path, origin: str | None, key_path: Path | None) -> None:
 @ledger.command()
 @click.option("--appends", type=click.IntRange(min=4), default=2000, show_default=True,
               help="Durable single appends (and as many raw SQLite inserts).")
+@click.option("--grouped", type=click.IntRange(min=4), default=4000, show_default=True,
+              help="Group-commit appends per writer count, in the same rounds as the raw SQLite inserts.")
+@click.option("--writers", type=click.IntRange(min=1, max=256), multiple=True, default=(8, 32), show_default=True,
+              help="Writer threads appending through group commit, each waiting for its own entry (repeatable).")
 @click.option("--batched", type=click.IntRange(min=1), default=20000, show_default=True, help="Batched appends in all.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Appends per transaction.")
 @click.option("--entries", "verify_entries", type=click.IntRange(min=1), default=100_000, show_default=True,
@@ -132,12 +136,13 @@ def checkpoint(path: Path, origin: str | None, key_path: Path | None) -> None:
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the scratch ledgers (default: a temporary directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(appends: int, batched: int, batch_size: int, verify_entries: int, runs: int, workdir: Path | None,
-          as_json: bool) -> None:
-    """Measure appends (beside raw SQLite with the same durability), verification and proofs."""
+def bench(appends: int, grouped: int, writers: tuple[int, ...], batched: int, batch_size: int, verify_entries: int,
+          runs: int, workdir: Path | None, as_json: bool) -> None:
+    """Measure appends (beside raw SQLite with the same durability), group commit, verification and proofs."""
     from .bench import format_table, run_bench  # keeps `forgetd ledger verify` start-up lean
 
-    figures = run_bench(workdir, appends=appends, batched=batched, batch_size=batch_size,
+    figures = run_bench(workdir, appends=appends, grouped=grouped, writers=tuple(dict.fromkeys(writers)),
+                        batched=batched, batch_size=batch_size,
                         verify_entries=verify_entries, verify_runs=runs,
                         progress=lambda message: click.echo(f"... {message}", err=True))
     click.echo(json.dumps([f.to_dict() for f in figures], indent=2) if as_json else format_table(figures))

@@ -182,3 +182,7 @@ class WitnessUnavailable(WitnessError):
 
 class WitnessStateError(WitnessError):
     """The witness's state file is not a forgetd witness state (or is from a newer version)."""
+
+
+class LedgerClosing(LedgerError):
+    """An append reached a group committer (group_commit.GroupCommitter) after its close: nothing was written."""

@@ -109,7 +109,9 @@ class MerkleTree:
                 levels.append([])
             row, up = levels[k], levels[k + 1]
             end = len(row) - len(row) % 2  # levels[k + 1] always holds len(levels[k]) // 2 nodes
-            up.extend(sha(node + row[i] + row[i + 1]).digest() for i in range(2 * len(up), end, 2))
+            if 2 * len(up) == end:
+                break  # this level gained no pair, so no level above gains a node (a small batch stops low)
+            up.extend([sha(node + row[i] + row[i + 1]).digest() for i in range(2 * len(up), end, 2)])
             k += 1
 
     def leaf(self, index: int) -> bytes:
@@ -128,7 +130,20 @@ class MerkleTree:
     def root(self, size: int | None = None) -> bytes:
         size = self.size if size is None else size
         self._check_size(size)
-        return self.subtree(0, size)
+        if size == 0:
+            return EMPTY_ROOT
+        # RFC 9162's splitting of a prefix of `size` leaves yields one complete subtree per set bit of `size`,
+        # largest first; the root folds them from the right (what subtree(0, size) computes, without recursion).
+        levels, start, nodes = self.levels, 0, []
+        for k in range(size.bit_length() - 1, -1, -1):
+            if size >> k & 1:
+                nodes.append(levels[k][start >> k])
+                start += 1 << k
+        acc = nodes.pop()
+        sha, node = _sha256, NODE_PREFIX
+        while nodes:
+            acc = sha(node + nodes.pop() + acc).digest()
+        return acc
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 2.1.3.1 PATH(index, D[0:size]), ordered from the leaf upwards."""

@@ -3,7 +3,9 @@
 Durability: WAL, synchronous=FULL on every connection, each append (or batch) in one BEGIN IMMEDIATE
 transaction, so an append returns only once its commit is on disk. Several processes may append at once:
 BEGIN IMMEDIATE serialises writers (with a busy timeout), and each writer reads the last chain hash inside
-its own transaction. Readers never block the writer (WAL).
+its own transaction. Readers never block the writer (WAL). An append_many is five statements however many
+events it holds (BEGIN, the last row, one lookup of all their event ids, the INSERTs, COMMIT), and everything
+that does not depend on the chain (validation, canonical bytes) is done before BEGIN (ledger.prepare).
 
 Each process keeps the leaf hashes it has seen in an in-memory Merkle tree (ledger.merkle.MerkleTree) and
 tops it up from the table when another process has appended, so head() and proofs cost O(log^2 n), not a
@@ -12,24 +14,21 @@ scan. The tree trusts the stored leaf_hash column; `verify_ledger` is what recom
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from .canonical import SCHEMA_VERSION, canonical_bytes, envelope_bytes, normalize
+from .canonical import SCHEMA_VERSION, canonical_bytes, canonical_string, spliced_envelope
 from .errors import (
     ChainBroken,
     EntryNotFound,
     IdempotencyConflict,
-    InvalidEventId,
-    InvalidEventType,
     InvalidPayload,
     LedgerError,
     LedgerNotFound,
@@ -37,46 +36,18 @@ from .errors import (
     ProofError,
     ReadOnlyLedger,
 )
-from .merkle import ZERO_CHAIN, MerkleTree, TreeSnapshot, hash_chain, hash_leaf
+from .merkle import CHAIN_PREFIX, LEAF_PREFIX, ZERO_CHAIN, MerkleTree, TreeSnapshot
 from .model import Entry, Head
+from .prepare import Clock, Prepared, format_time, prepare, utc_now
 from .proofs import ConsistencyProof, InclusionProof
 from .schema import APPLICATION_ID, COLUMNS, FILE_FORMAT, TABLE, TABLE_SQL, TRIGGERS_SQL, connect
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-MAX_NAME_LENGTH = 256
+_LAST = f"SELECT seq, chain_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"
+_INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_LOOKUP_CHUNK = 256  # event ids per lookup query: well under SQLite's limit on bound parameters
 _READ_CHUNK = 1000
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a Z: 2025-01-02T03:04:05.000006Z."""
-    if moment.tzinfo is None:
-        raise ValueError("recorded_at needs a timezone-aware datetime")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _check_name(value: object, what: str, error: type[LedgerError]) -> str:
-    if not isinstance(value, str):
-        raise error(f"{what} must be a string, got {type(value).__name__} {value!r}")
-    text = normalize(value, what)
-    if not text or len(text) > MAX_NAME_LENGTH:
-        raise error(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(text)}")
-    return text  # type: ignore[no-any-return]
-
-
-def _prepare(event_type: object, payload: object, event_id: object) -> tuple[str, str, Any, bytes]:
-    """Validate and normalise one append's arguments before any transaction starts (bad input writes nothing)."""
-    etype = _check_name(event_type, "event type", InvalidEventType)
-    eid = str(uuid.uuid4()) if event_id is None else _check_name(event_id, "event id", InvalidEventId)
-    if not isinstance(payload, dict):
-        raise InvalidPayload(f"payload must be a dict (a JSON object), got {type(payload).__name__}")
-    body = normalize(payload, "payload")
-    return etype, eid, body, canonical_bytes(body)
+_sha256 = hashlib.sha256
 
 
 class Ledger:
@@ -190,49 +161,67 @@ class Ledger:
         for i, item in enumerate(events):
             if not isinstance(item, tuple) or len(item) not in (2, 3):
                 raise InvalidPayload(f"event {i} must be (event_type, payload) or (event_type, payload, event_id)")
-            prepared.append(_prepare(item[0], item[1], item[2] if len(item) == 3 else None))
+            prepared.append(prepare(item[0], item[1], item[2] if len(item) == 3 else None))
         if not prepared:
             return []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                last = conn.execute(f"SELECT seq, chain_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+                last = conn.execute(_LAST).fetchone()
                 start, chain = (last[0], last[1]) if last else (0, ZERO_CHAIN)
-                in_sync = self._tree.size == start
-                seq = start
-                out: list[Entry] = []
-                rows: list[tuple[Any, ...]] = []
-                batch_ids: dict[str, Entry] = {}
-                for etype, eid, body, body_bytes in prepared:
-                    existing = batch_ids.get(eid) or self._find_event(eid)
-                    if existing is not None:
-                        self._check_same(existing, etype, body_bytes)
-                        out.append(existing)
-                        continue
-                    seq += 1
-                    recorded_at = format_time(self._clock())
-                    envelope = envelope_bytes(
-                        seq=seq, event_id=eid, event_type=etype, recorded_at=recorded_at, payload_bytes=body_bytes
-                    )
-                    leaf = hash_leaf(envelope)
-                    chain = hash_chain(seq, chain, leaf)
-                    entry = Entry(seq, eid, etype, SCHEMA_VERSION, recorded_at, body, envelope, leaf, chain)
-                    rows.append((seq, eid, etype, SCHEMA_VERSION, recorded_at, envelope, leaf, chain))
-                    batch_ids[eid] = entry
-                    out.append(entry)
+                out, rows, chain = self._chained(prepared, start, chain, self._find_events(prepared))
                 if rows:
-                    conn.executemany(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.executemany(_INSERT, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             self.last_commit = None
-            if in_sync:
-                self._tree.extend(row[6] for row in rows)
+            if self._tree.size == start:
+                self._tree.extend([row[6] for row in rows])
+                seq = start + len(rows)
                 self.last_commit = (Head(seq, chain, self._tree.root(seq)), TreeSnapshot(self._tree, seq))
             return out
+
+    def _chained(self, prepared: list[Prepared], seq: int, chain: bytes, recorded: dict[str, Entry]
+                 ) -> tuple[list[Entry], list[tuple[Any, ...]], bytes]:
+        """The entries of `prepared` after entry `seq` (chain hash `chain`), the rows to insert for the new ones
+        and the last chain hash; an event id already `recorded` (or earlier in the batch) answers with its entry."""
+        out: list[Entry] = []
+        rows: list[tuple[Any, ...]] = []
+        clock, sha = self._clock, _sha256
+        for etype, eid, body, body_bytes, type_json, eid_json in prepared:
+            existing = recorded.get(eid)
+            if existing is not None:
+                self._check_same(existing, etype, body_bytes)
+                out.append(existing)
+                continue
+            seq += 1
+            recorded_at = format_time(clock())
+            envelope = spliced_envelope(seq, eid_json, type_json, canonical_string(recorded_at), body_bytes)
+            leaf = sha(LEAF_PREFIX + envelope).digest()  # hash_leaf and hash_chain, inlined
+            chain = sha(CHAIN_PREFIX + seq.to_bytes(8, "big") + chain + leaf).digest()
+            entry = Entry(seq, eid, etype, SCHEMA_VERSION, recorded_at, body, envelope, leaf, chain)
+            rows.append((seq, eid, etype, SCHEMA_VERSION, recorded_at, envelope, leaf, chain))
+            recorded[eid] = entry
+            out.append(entry)
+        return out, rows, chain
+
+    def _find_events(self, prepared: list[Prepared]) -> dict[str, Entry]:
+        """The entries already recorded under the event ids of `prepared`, by id: one query per _LOOKUP_CHUNK ids.
+        The list of ids is padded to a power of two (repeating one) so that few distinct statements are cached."""
+        ids = list(dict.fromkeys(p[1] for p in prepared))
+        found: dict[str, Entry] = {}
+        for first in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[first:first + _LOOKUP_CHUNK]
+            chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+            sql = f"{_SELECT} WHERE event_id IN ({', '.join('?' * len(chunk))})"
+            for row in self._conn.execute(sql, chunk):
+                entry = _entry(row)
+                found[entry.event_id] = entry
+        return found
 
     def _find_event(self, event_id: str) -> Entry | None:
         row = self._conn.execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchone()

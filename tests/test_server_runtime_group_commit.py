@@ -21,8 +21,8 @@ import grpc
 import pytest
 
 from forgetd.ledger import InvalidPayload, Ledger, verify_ledger
+from forgetd.ledger.group_commit import CommitStats
 from forgetd.server.errors import NotServing, RequestIdConflict
-from forgetd.server.runtime.group_commit import CommitStats
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.v1 import common_pb2, unlearning_service_pb2 as upb
 

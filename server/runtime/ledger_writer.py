@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from forgetd.ledger import Entry, Head, Ledger, checkpoint_for_head, checkpoint_signer, default_origin, sign_checkpoint
+from forgetd.ledger.group_commit import MAX_GROUP, Event
 from forgetd.ledger.merkle import TreeSnapshot
 from forgetd.ledger.signing import load_or_create_signing_key, sign_head
 
 from forgetd.server.errors import InvalidRequest
-from forgetd.server.runtime.group_commit import MAX_GROUP, Event, GroupCommitter
+from forgetd.server.runtime.group_commit import GroupCommitter  # LedgerClosing answered as NotServing
 
 __all__ = ["READ_PAGE", "MAX_INCLUSION_PROOFS", "HeadWithSignature", "InclusionPath", "ConsistencyPath", "HeadWithProofs", "LedgerWriter"]
 
