@@ -7,6 +7,7 @@ soon as the server says SERVING), never with a sleep.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import datetime
 import ipaddress
 import os
@@ -14,7 +15,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,39 @@ def train_small_store(path: Path, *, rows: int = SMALL_ROWS, **overrides: Any) -
     config = EngineConfig(**{**SMALL_CONFIG, "device": "cpu", **overrides})
     Engine.train(load_dataset("synthetic", n=rows, seed=0), config, path).close()
     return path
+
+
+# ------------------------------------------------------------------------------------------------ threads and locks
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path, *statements: str) -> Iterator[sqlite3.Connection]:
+    """Holds `path`'s SQLite write lock (running `statements` inside it) until the block ends, then commits."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for sql in statements:
+            conn.execute(sql)
+        yield conn
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], list[Any]]:
+    """Starts each call in its own thread; the list fills with each one's result or exception, by index."""
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    return threads, results
 
 
 # ------------------------------------------------------------------------------------------------ health

@@ -8,12 +8,8 @@ waits in flight while the others queue, and the test waits on the committer's co
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -23,35 +19,10 @@ from forgetd.ledger.group_commit import CommitStats
 from forgetd.server.api.status import status_for
 from forgetd.server.errors import NotServing
 from forgetd.server.runtime.ledger_writer import LedgerWriter
+from helpers import in_threads, write_lock_held
 
 WAIT = 60.0  # seconds a condition may take on a loaded machine before the test fails instead of hanging
 CLOSING = "the ledger is closing; send the request again once the server is back"
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], list[Any]]:
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 - inspected by the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    return threads, results
 
 
 def test_queued_appends_share_one_commit_and_each_gets_its_own_entry(tmp_path: Path) -> None:

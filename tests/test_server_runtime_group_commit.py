@@ -9,11 +9,9 @@ on the committer's own counters (a condition variable), never on a clock.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +24,9 @@ from forgetd.server.errors import NotServing, RequestIdConflict
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.v1 import common_pb2, unlearning_service_pb2 as upb
 
-from helpers import RunningDaemon
+from helpers import RunningDaemon, in_threads, write_lock_held
 
 WAIT = 60.0  # seconds a condition may take on a loaded machine before the test fails instead of hanging
-
-
-@contextmanager
-def write_lock_held(path: Path, *statements: str) -> Iterator[sqlite3.Connection]:
-    """Holds `path`'s SQLite write lock (running `statements` inside it) until the block ends, then commits."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for sql in statements:
-            conn.execute(sql)
-        yield conn
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], list[Any]]:
-    """Starts each call in its own thread; the list fills with each one's result or exception, by index."""
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 - inspected by the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    return threads, results
 
 
 def wait_stats(daemon: RunningDaemon, ready: Callable[[CommitStats], bool]) -> None:

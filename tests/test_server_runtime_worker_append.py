@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,9 @@ from forgetd.ledger import Entry, verify_ledger
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.server.runtime.state import RuntimeState
 
-from helpers import RunningDaemon
+from helpers import RunningDaemon, write_lock_held
 
 WAIT = 60.0  # seconds a condition may take on a loaded machine before the test fails instead of hanging
-
-
-@contextmanager
-def write_lock_held(path: Path, *statements: str) -> Iterator[None]:
-    """Holds `path`'s SQLite write lock (running `statements` inside it) until the block ends, then commits."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for sql in statements:
-            conn.execute(sql)
-        yield
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
 
 
 def test_a_forget_is_admitted_while_the_workers_append_waits_mid_commit(daemon: RunningDaemon) -> None:

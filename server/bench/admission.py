@@ -145,31 +145,19 @@ def _send(target: str, chunks: Sequence[Sequence[str]]) -> float:
     together; the seconds until the last is acknowledged."""
     channel = grpc.insecure_channel(target)
     stub = unlearning_service_pb2_grpc.UnlearningServiceStub(channel)
-    start = threading.Barrier(len(chunks) + 1)
-    failures: list[BaseException] = []
 
-    def client(chunk: Sequence[str]) -> None:
-        start.wait()
-        try:
+    def client(chunk: Sequence[str]) -> Callable[[], None]:
+        def run() -> None:
             for sample in chunk:
                 stub.Forget(unlearning_service_pb2.ForgetRequest(
                     sample_ids=[sample], strategy=STRATEGY_TO_PROTO[DPUS], request_id=f"bench-{sample}",
                     wait=False))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the bench's process
-            failures.append(exc)
+        return run
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    channel.close()
-    if failures:
-        raise RuntimeError(f"{len(failures)} Forget(s) failed; the first: {failures[0]}")
-    return elapsed
+    try:
+        return _timed_together([client(c) for c in chunks], "Forget")
+    finally:
+        channel.close()
 
 
 def _send_empty(target: str, threads: int, calls: int) -> float:
@@ -177,29 +165,43 @@ def _send_empty(target: str, threads: int, calls: int) -> float:
     at a time, all started together; the seconds until the last is answered."""
     channel = grpc.insecure_channel(target)
     stub = health_pb2_grpc.HealthStub(channel)
-    start = threading.Barrier(threads + 1)
-    failures: list[BaseException] = []
 
-    def client(count: int) -> None:
-        start.wait()
-        try:
+    def client(count: int) -> Callable[[], None]:
+        def run() -> None:
             for _ in range(count):
                 stub.Check(health_pb2.HealthCheckRequest())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the bench's process
+        return run
+
+    try:
+        return _timed_together([client(calls // threads + (i < calls % threads)) for i in range(threads)],
+                               "health Check")
+    finally:
+        channel.close()
+
+
+def _timed_together(works: Sequence[Callable[[], None]], what: str) -> float:
+    """Each work on a thread of its own, all released at once; the seconds until the last ends. RuntimeError
+    naming the first failure when any raised (re-raised in the bench's process)."""
+    start = threading.Barrier(len(works) + 1)
+    failures: list[BaseException] = []
+
+    def run(work: Callable[[], None]) -> None:
+        start.wait()
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             failures.append(exc)
 
-    workers = [threading.Thread(target=client, args=(calls // threads + (i < calls % threads),))
-               for i in range(threads)]
-    for t in workers:
+    threads = [threading.Thread(target=run, args=(w,)) for w in works]
+    for t in threads:
         t.start()
     start.wait()
     began = time.perf_counter()
-    for t in workers:
+    for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
-    channel.close()
     if failures:
-        raise RuntimeError(f"{len(failures)} health Check(s) failed; the first: {failures[0]}")
+        raise RuntimeError(f"{len(failures)} {what}(s) failed; the first: {failures[0]}")
     return elapsed
 
 
