@@ -82,6 +82,25 @@ def in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], 
     return threads, results
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of `size` bytes mounted at `folder` (made here) for the block, unmounted after; the test skips
+    where mounting needs root or the kernel refuses (the reason is quoted)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
 # ------------------------------------------------------------------------------------------------ health
 
 

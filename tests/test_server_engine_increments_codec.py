@@ -6,8 +6,6 @@ left, and a bad value is refused."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import train_small_store
+from helpers import mounted_tmpfs, train_small_store
 from forgetd.server.cli.train import train
 from forgetd.server.config import EngineConfig
 from forgetd.server.engine.engine import Engine
@@ -149,17 +147,8 @@ def test_a_truncated_corrupted_or_unfinished_file_is_a_store_error_naming_it(tmp
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", 4 << 20) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_disk_is_no_space_and_leaves_no_file(small_fs: Path) -> None:

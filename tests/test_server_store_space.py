@@ -22,7 +22,7 @@ from forgetd.server.engine.increments import create_increments
 from forgetd.server.errors import NoSpace
 from forgetd.v1 import common_pb2, unlearning_service_pb2 as upb, unlearning_service_pb2_grpc
 
-from helpers import REPO, train_small_store, wait_serving
+from helpers import REPO, mounted_tmpfs, train_small_store, wait_serving
 
 FORGETD = str(Path(sys.executable).with_name("forgetd"))  # the console script, as a user runs it
 
@@ -32,18 +32,8 @@ FS_BYTES = 32 << 20
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 32 MiB tmpfs, unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES}", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", FS_BYTES) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(fs: Path, leave: int) -> Path:
