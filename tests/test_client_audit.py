@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from forgetd.server.engine.increments_codec import CompressedIncrements, CompressedWriter, is_compressed
 import row_store_tamper
-from helpers import REPO, running_daemon, train_small_store
+from helpers import ADULT_DIR, REPO, running_daemon, train_small_store
 from forgetd.client import Client, HeadProofs, Receipt
 from forgetd.client.audit import AuditReport, StoreSealError, audit
 from forgetd.client.cli.main import main
@@ -33,7 +33,7 @@ from forgetd.client.receipts import save_receipt
 from forgetd.ledger import Ledger, LedgerError, subject_ref
 from forgetd.ledger.store import TRIGGERS_SQL
 
-ADULT = REPO.parent / "shared/datasets/adult"
+ADULT = ADULT_DIR
 MIXED = ("hs", "sisa", "dpus", "ohs", "retrain", "auto")
 
 

@@ -24,8 +24,9 @@ from forgetd.server.engine.model import MLPShape
 from forgetd.server.store.rows import RowStore
 from forgetd.server.store.layout import Manifest
 from forgetd.server.engine.training import OptState, ShardLayout, deterministic, epoch_order, run_steps, step_offsets
+from helpers import ADULT_DIR
 
-ADULT = Path(__file__).resolve().parents[2] / "shared/datasets/adult"
+ADULT = ADULT_DIR
 
 # 500 rows, S = 5 slices of 100 (K = 1), E = 2: cost(i) = 2 * 100 * (i + ... + 5), so cost(5) = 1000,
 # cost(4) = 1800, cost(3) = 2400: a budget of 2000 gives m = 2.
