@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sqlite3
 import tempfile
 import threading
 import time
@@ -222,30 +223,26 @@ def _raw_seconds(path: Path, threads: int, done: int, rows: int, row_bytes: int)
     setup.close()
     seqs = iter(range(done + 1, done + rows + 1))
     lock = threading.Lock()
-    start = threading.Barrier(threads + 1)
 
-    def writer() -> None:
-        conn = connect(path)
-        start.wait()
-        while True:
-            with lock:
-                seq = next(seqs, None)
-            if seq is None:
-                break
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_INSERT, (seq, str(uuid.uuid4()), "forget.requested", 1, "2025-01-01T00:00:00.000000Z",
-                                   os.urandom(row_bytes), os.urandom(HASH_SIZE), os.urandom(HASH_SIZE)))
-            conn.execute("COMMIT")
-        conn.close()
+    def writer(conn: sqlite3.Connection) -> Callable[[], None]:
+        def run() -> None:
+            while True:
+                with lock:
+                    seq = next(seqs, None)
+                if seq is None:
+                    break
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(_INSERT, (seq, str(uuid.uuid4()), "forget.requested", 1, "2025-01-01T00:00:00.000000Z",
+                                       os.urandom(row_bytes), os.urandom(HASH_SIZE), os.urandom(HASH_SIZE)))
+                conn.execute("COMMIT")
+        return run
 
-    workers = [threading.Thread(target=writer) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in workers:
-        t.join()
-    return time.perf_counter() - began
+    conns = [connect(path) for _ in range(threads)]  # opened before the clock starts
+    try:
+        return _timed_together([writer(c) for c in conns], "raw SQLite writer")
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def format_admission(figures: dict[str, Any]) -> str:

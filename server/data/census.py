@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, parse_number
+from forgetd.server.data.dataset import Dataset, encoded_dataset, no_options, parse_number, read_comma_rows
 from forgetd.server.data.encoder import Column
 from forgetd.server.errors import DataError
 
@@ -97,21 +97,7 @@ def _read(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file; the census loader expects census-income.data and "
                         "census-income.test in the folder")
-    ids: list[str] = []
-    rows: list[list[str]] = []
-    labels: list[int] = []
-    with path.open(encoding="utf-8", newline="") as f:
-        for line_no, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            fields, label = _parse_row(path, line_no, text)
-            ids.append(f"{path.name}:{line_no}")
-            rows.append(fields)
-            labels.append(label)
-    if not rows:
-        raise DataError(f"{path}: no data rows")
-    return ids, rows, labels
+    return read_comma_rows(path, _parse_row)
 
 
 def _parse_row(path: Path, line_no: int, text: str) -> tuple[list[str], int]:

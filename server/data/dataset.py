@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -178,6 +178,28 @@ def parse_number(path: Path, line: int, column: str, value: str) -> float:
     if not math.isfinite(x):
         raise DataError(f"{path}: row {line}, column {column!r}: {value!r} is not a finite number")
     return x
+
+
+def read_comma_rows(path: Path, parse_row: Callable[[Path, int, str], tuple[list[str], int]], *,
+                    skip_prefix: str | None = None) -> tuple[list[str], list[list[str]], list[int]]:
+    """(ids, feature cells, labels) of a UCI-style comma-separated file: each non-blank line (and not one that
+    starts with `skip_prefix`) through `parse_row(path, line_no, text)`; a row's id is `<file name>:<line>`,
+    its 1-based line number. DataError when the file holds no data row."""
+    ids: list[str] = []
+    rows: list[list[str]] = []
+    labels: list[int] = []
+    with path.open(encoding="utf-8", newline="") as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text or (skip_prefix is not None and text.startswith(skip_prefix)):
+                continue
+            fields, label = parse_row(path, line_no, text)
+            ids.append(f"{path.name}:{line_no}")
+            rows.append(fields)
+            labels.append(label)
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return ids, rows, labels
 
 
 def encoded_dataset(name: str, columns: Sequence[Column], train: tuple[Sequence[str], list[list[str]], np.ndarray],
