@@ -101,6 +101,30 @@ def mounted_tmpfs(folder: Path, size: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
+def drop_config_field(store: Path, name: str) -> None:
+    """Remove `name` from the store's recorded configuration (store.json): a store trained before the field."""
+    import json
+
+    from forgetd.server.store.layout import StorePaths
+
+    meta_path = StorePaths(store).meta
+    meta = json.loads(meta_path.read_text())
+    del meta["config"][name]
+    meta_path.write_text(json.dumps(meta))
+
+
+def start_and_stop(store: Path) -> None:
+    """Start a daemon on `store` (recovery and every start-up check run) and stop it at once; what start-up
+    refuses is raised."""
+    from forgetd.server import ServerConfig, create_server
+
+    daemon, _ = create_server(ServerConfig(store=store, listen="127.0.0.1:0"))
+    try:
+        daemon.start()
+    finally:
+        daemon.stop(grace=0)
+
+
 # ------------------------------------------------------------------------------------------------ health
 
 

@@ -11,14 +11,13 @@ import grpc
 import pytest
 
 from forgetd.ledger import Ledger, verify_ledger
-from forgetd.server import ServerConfig, create_server
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import StoreError
 from forgetd.server.runtime.events import LedgerFold
 from forgetd.server.runtime.ledger_writer import LedgerWriter
 from forgetd.v1 import common_pb2, inference_service_pb2 as ipb, unlearning_service_pb2 as upb
 
-from helpers import running_daemon
+from helpers import running_daemon, start_and_stop
 
 
 def fold_ledger(store: Path) -> LedgerFold:
@@ -48,14 +47,14 @@ def test_genesis_records_the_engine_the_head_key_and_version_0(store: Path) -> N
 
 def test_a_batch_the_engine_published_before_its_forget_applied_is_recorded_from_the_store_not_reapplied(
         store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_append = LedgerWriter.append
+    real_append_many = LedgerWriter.append_many
 
-    def disk_fails_on_applied(self, event_type, payload, *, event_id):
-        if event_type == "forget.applied":  # the daemon "dies" between the engine's commit and the ledger
-            raise OSError(28, "No space left on device")
-        return real_append(self, event_type, payload, event_id=event_id)
+    def disk_fails_on_applied(self, events):
+        if any(event_type == "forget.applied" for event_type, _p, _e in events):
+            raise OSError(28, "No space left on device")  # the daemon "dies" between the engine's commit and the ledger
+        return real_append_many(self, events)
 
-    monkeypatch.setattr(LedgerWriter, "append", disk_fails_on_applied)
+    monkeypatch.setattr(LedgerWriter, "append_many", disk_fails_on_applied)
     with running_daemon(store, apply_retry_seconds=0) as running:  # the first failure counts as lasting
         _, unlearning = running.stubs()
         with pytest.raises(grpc.RpcError) as info:  # its batch keeps failing: durable, pending
@@ -113,14 +112,6 @@ def test_a_request_the_engine_never_applied_is_applied_on_restart(store: Path, m
         assert engine.version == 1 and not engine.has_sample("synthetic:9")
 
 
-def _start(store: Path) -> None:
-    daemon, _ = create_server(ServerConfig(store=store, listen="127.0.0.1:0"))
-    try:
-        daemon.start()
-    finally:
-        daemon.stop(grace=0)
-
-
 def test_a_ledger_from_another_deployment_is_refused(store: Path, trained_store: Path, tmp_path: Path) -> None:
     with running_daemon(store) as running:
         forget(running.stubs()[1], ["synthetic:2"], "r1")
@@ -128,10 +119,10 @@ def test_a_ledger_from_another_deployment_is_refused(store: Path, trained_store:
     shutil.copytree(trained_store, other)
     shutil.copy(store / "ledger.sqlite", other / "ledger.sqlite")
     with pytest.raises(StoreError, match="is not the head key the ledger's genesis recorded"):
-        _start(other)
+        start_and_stop(other)
     shutil.copytree(store / "keys", other / "keys", dirs_exist_ok=True)
     with pytest.raises(StoreError, match="the store is at version 0 .* but the ledger says version 1"):
-        _start(other)
+        start_and_stop(other)
 
 
 def test_requests_queued_behind_a_running_batch_are_coalesced_by_strategy_in_ledger_order(

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 from forgetd.ledger.subjects import subject_ref, subject_refs_raw
-from forgetd.server import ServerConfig, create_server
 from forgetd.server.engine.engine import Engine
 from forgetd.server.errors import StoreError
 from forgetd.server.store.rows import RowStore
 from forgetd.v1 import common_pb2, unlearning_service_pb2 as upb
 
-from helpers import running_daemon
+from helpers import running_daemon, start_and_stop
 
 DECOMPOSED = unicodedata.normalize("NFD", "café")  # not NFC: its ref is the NFC spelling's
 
@@ -65,14 +64,6 @@ def _rewrite_id(rows_file: Path, position: int, new_id: str) -> None:
         conn.close()
 
 
-def _start(store: Path) -> None:
-    daemon, _ = create_server(ServerConfig(store=store, listen="127.0.0.1:0"))
-    try:
-        daemon.start()
-    finally:
-        daemon.stop(grace=0)
-
-
 def _position_of(store: Path, sample_id: str) -> int:
     with RowStore.open(store / "rows.sqlite") as rows:
         ids, ords = rows.ordinals()
@@ -86,7 +77,7 @@ def test_a_forgotten_id_put_back_in_another_rows_place_is_refused_at_start(store
     # the row count still adds up (one row forgotten, none missing), so only the id tells
     _rewrite_id(store / "rows.sqlite", _position_of(store, "synthetic:3"), "synthetic:5")
     with pytest.raises(StoreError, match="holds an id that is not the one the store trained there"):
-        _start(store)
+        start_and_stop(store)
 
 
 def test_a_row_whose_id_does_not_match_its_ref_is_refused_at_start(store: Path) -> None:
@@ -94,7 +85,7 @@ def test_a_row_whose_id_does_not_match_its_ref_is_refused_at_start(store: Path) 
         pass
     _rewrite_id(store / "rows.sqlite", _position_of(store, "synthetic:3"), "synthetic:Z")
     with pytest.raises(StoreError, match="at position .* holds an id that is not the one the store trained there"):
-        _start(store)
+        start_and_stop(store)
 
 
 def test_stored_subjects_name_every_row_by_its_ledger_ref(store: Path) -> None:

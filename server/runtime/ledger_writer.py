@@ -138,10 +138,7 @@ class LedgerWriter:
                 max_batch: int = MAX_GROUP) -> GroupCommitter[T]:
         """A group committer appending here: `on_durable` gets each commit's entries (and the callers' tags) in
         seq order before any of its callers is answered. `close` drains it first."""
-        commit: Callable[[Sequence[Event]], list[Entry]] = self.append_many
-        if max_batch == 1:  # one event a commit (the worker's committer): each through `append`, as before
-            commit = lambda events: [self.append(t, p, event_id=e) for t, p, e in events]  # noqa: E731
-        committer: GroupCommitter[T] = GroupCommitter(commit, on_durable, max_batch=max_batch)
+        committer: GroupCommitter[T] = GroupCommitter(self.append_many, on_durable, max_batch=max_batch)
         self._committers.append(committer)
         return committer
 
