@@ -7,6 +7,8 @@ import sqlite3
 import struct
 from pathlib import Path
 
+from forgetd.server.bench.tamper import put_back_row
+
 
 def _slot(conn: sqlite3.Connection, sid: str) -> tuple[int, int, int, int]:
     """(block, slot, id start, id end) of a stored id's slot."""
@@ -62,23 +64,8 @@ def drop_kept(vault: Path, sid: str) -> None:
 
 def put_back(vault: Path, live: Path, sid: str) -> None:
     """Write a row the live store erased back into its slot (its ordinal), from what the vault audit/<name>
-    keeps of it."""
-    ord_, y, x = kept_row(vault, sid)
-    dst = sqlite3.connect(live, isolation_level=None)
-    try:
-        per_block = int(dst.execute("SELECT value FROM meta WHERE key = 'rows_per_block'").fetchone()[0])
-        blk, s = divmod(ord_, per_block)
-        (id_ends,) = dst.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()
-        ends = struct.unpack(f"<{len(id_ends) // 4}I", id_ends)
-        start = ends[s - 1] if s else 0
-        for column, lo, data in (("y", 8 * s, struct.pack("<q", y)), ("ids", start, sid.encode()),
-                                 ("x", len(x) * s, x)):
-            with dst.blobopen("blocks", column, blk) as b:
-                b[lo:lo + len(data)] = data
-        with dst.blobopen("blocks", "live", blk) as flags:
-            flags[s] = 1
-    finally:
-        dst.close()
+    keeps of it (the tamper bench's own case)."""
+    put_back_row(vault, live, sid)
 
 
 def drop(path: Path, sid: str) -> None:

@@ -26,7 +26,7 @@ from forgetd.ledger.store import TRIGGERS_SQL
 
 from forgetd.server.bench.processes import run_forgetd
 
-__all__ = ["CASES", "TamperResult", "run_tamper_cases"]
+__all__ = ["CASES", "TamperResult", "put_back_row", "run_tamper_cases"]
 
 
 @dataclass(frozen=True)
@@ -120,22 +120,31 @@ def _increments(store: Path, _receipt: Path, _forgotten: str) -> None:
     path.write_bytes(bytes(data))
 
 
+def put_back_row(vault: Path, live: Path, sid: str) -> None:
+    """Write a row the live store erased back into its slot of the block file, from what the vault (audit/<name>)
+    keeps of it since its erasure: what a bad restore does. Raw SQLite, never through RowStore."""
+    kept = sqlite3.connect(vault / "erased.sqlite")
+    try:
+        ord_, y, x = kept.execute("SELECT ord, y, x FROM rows WHERE id = ?", (sid,)).fetchone()
+    finally:
+        kept.close()
+    conn = sqlite3.connect(live, isolation_level=None)
+    try:
+        per_block = int(conn.execute("SELECT value FROM meta WHERE key = 'rows_per_block'").fetchone()[0])
+        blk, slot = divmod(ord_, per_block)
+        ends = np.frombuffer(conn.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()[0], "<u4")
+        start = int(ends[slot - 1]) if slot else 0
+        for column, offset, data in (("y", 8 * slot, np.int64(y).tobytes()), ("ids", start, sid.encode()),
+                                     ("x", len(x) * slot, x), ("live", slot, b"\x01")):
+            with conn.blobopen("blocks", column, blk) as blob:
+                blob.seek(offset)
+                blob.write(data)
+    finally:
+        conn.close()
+
+
 def _row_back(store: Path, _receipt: Path, forgotten: str) -> None:
-    # The row as the genesis vault keeps it since its erasure, written back into its slot of the block file.
-    vault = sqlite3.connect(store / "audit/genesis/erased.sqlite")
-    ord_, y, x = vault.execute("SELECT ord, y, x FROM rows WHERE id = ?", (forgotten,)).fetchone()
-    vault.close()
-    live = sqlite3.connect(store / "rows.sqlite", isolation_level=None)
-    per_block = int(live.execute("SELECT value FROM meta WHERE key = 'rows_per_block'").fetchone()[0])
-    blk, slot = divmod(ord_, per_block)
-    ends = np.frombuffer(live.execute("SELECT id_ends FROM blocks WHERE blk = ?", (blk,)).fetchone()[0], "<u4")
-    start = int(ends[slot - 1]) if slot else 0
-    for column, offset, data in (("y", 8 * slot, np.int64(y).tobytes()), ("ids", start, forgotten.encode()),
-                                 ("x", len(x) * slot, x), ("live", slot, b"\x01")):
-        with live.blobopen("blocks", column, blk) as blob:
-            blob.seek(offset)
-            blob.write(data)
-    live.close()
+    put_back_row(store / "audit/genesis", store / "rows.sqlite", forgotten)
 
 
 def _row_edited(store: Path, _receipt: Path, _forgotten: str) -> None:
