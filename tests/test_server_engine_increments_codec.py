@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import mounted_tmpfs, train_small_store
+from helpers import drop_config_field, mounted_tmpfs, train_small_store
 from forgetd.server.cli.train import train
 from forgetd.server.config import EngineConfig
 from forgetd.server.engine.engine import Engine
@@ -191,10 +191,7 @@ def test_forgets_give_the_same_digests_with_or_without_the_codec(tmp_path: Path)
 
 def test_a_store_without_the_setting_reads_as_none(tmp_path: Path) -> None:
     store = train_small_store(tmp_path / "s", increments_codec="none")
-    meta_path = StorePaths(store).meta
-    meta = json.loads(meta_path.read_text())
-    del meta["config"]["increments_codec"]  # what a store trained before the setting holds
-    meta_path.write_text(json.dumps(meta))
+    drop_config_field(store, "increments_codec")  # what a store trained before the setting holds
     with Engine.open(store, device="cpu") as engine:
         assert engine.config.increments_codec == "none"
         engine.forget(["synthetic:5", "synthetic:200"], "ohs")

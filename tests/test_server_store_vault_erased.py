@@ -3,6 +3,7 @@ it costs the forgotten rows, not a second copy of the data, and still gives a re
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -15,8 +16,7 @@ from forgetd.server.store import erased as erased_mod
 from forgetd.server.store.erased import ERASED, ROW_DIGESTS, snapshot_rows
 from forgetd.server.store.rows import RowStore, content_digest
 from forgetd.server.store.vault import FORMAT, FORMAT_V1, create_vault, remove_vault, vault_dir, vault_rows
-from tests.helpers import train_small_store
-from tests.test_server_store_rows import write_v1_store
+from test_server_store_rows import write_v1_store
 
 
 def _kept(vault: Path) -> list[tuple[int, str]]:
@@ -30,20 +30,6 @@ def _kept(vault: Path) -> list[tuple[int, str]]:
 def _view_digest(store: Path, name: str) -> str:
     _ords, ids, X, y = snapshot_rows(store / "rows.sqlite", vault_dir(store, name) / ERASED)
     return content_digest(X.shape[1], ids, X, y)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_small_store(tmp_path_factory.mktemp("vault") / "store")
-
-
-@pytest.fixture
-def store(trained: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    dest = tmp_path / "store"
-    shutil.copytree(trained, dest)
-    return dest
 
 
 def test_a_new_vault_holds_no_row_and_commits_the_live_rows(store: Path) -> None:
@@ -144,12 +130,10 @@ def test_a_v1_store_still_gets_a_full_copy(store: Path) -> None:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.integers(0, 299), min_size=1, max_size=6, unique=True), min_size=1, max_size=5))
-def test_any_erase_sequence_leaves_the_snapshot_unchanged(trained: Path, tmp_path_factory: pytest.TempPathFactory,
+def test_any_erase_sequence_leaves_the_snapshot_unchanged(trained_store: Path, tmp_path_factory: pytest.TempPathFactory,
                                                           batches: list[list[int]]) -> None:
-    import shutil
-
     store = tmp_path_factory.mktemp("seq") / "store"
-    shutil.copytree(trained, store)
+    shutil.copytree(trained_store, store)
     record = create_vault(store, "genesis")
     with RowStore.open(store / "rows.sqlite", vaults=store / "audit") as rows:
         ids = rows.ids()
